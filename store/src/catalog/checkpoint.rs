@@ -1,0 +1,207 @@
+//! Durable copies of the catalog that do not depend on sled: a base checkpoint and a delta log.
+//!
+//! - `base.ckpt`: every entry of every tree as of LSN `B` (header: magic, `B`; entries; trailer:
+//!   count and a CRC over everything before it). Replaced atomically.
+//! - `delta.log`: the catalog part of every op with LSN > `B` whose write-ahead-log file was
+//!   retired (metric points reduced to the latest per series), framed like the log itself.
+//!
+//! Catalog state at any moment = base + delta + the ops still in the write-ahead log. The store
+//! rebuilds sled from these three whenever sled was not closed cleanly or cannot be trusted.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::kv::{Kv, TREES};
+use crate::error::{Error, IoContext, Result};
+use crate::ops::Op;
+
+const BASE_MAGIC: &[u8; 8] = b"QVCKPT\x00\x01";
+/// The name of the base checkpoint file.
+pub(crate) const BASE_FILE: &str = "base.ckpt";
+/// The name of the delta log.
+pub(crate) const DELTA_FILE: &str = "delta.log";
+
+/// Writes a base checkpoint of `kv` as of `lsn` into `dir` (atomically, durably). The caller holds
+/// writers off so that `kv` is exactly the state at `lsn`. Returns the file's size.
+pub(crate) fn write_base(dir: &Path, kv: &Kv, lsn: u64) -> Result<u64> {
+    let path = dir.join(BASE_FILE);
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).at(dir)?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut count = 0u64;
+    let mut size = 0u64;
+    {
+        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        let mut put = |bytes: &[u8], w: &mut BufWriter<&mut File>| -> std::io::Result<()> {
+            crc.update(bytes);
+            size += bytes.len() as u64;
+            w.write_all(bytes)
+        };
+        put(BASE_MAGIC, &mut w).at(&path)?;
+        put(&lsn.to_le_bytes(), &mut w).at(&path)?;
+        for (t, name) in TREES.iter().enumerate() {
+            for entry in kv.tree(name)?.iter() {
+                let (k, v) = entry?;
+                let mut head = [0u8; 9];
+                head[0] = t as u8;
+                head[1..5].copy_from_slice(&(k.len() as u32).to_le_bytes());
+                head[5..9].copy_from_slice(&(v.len() as u32).to_le_bytes());
+                put(&head, &mut w).at(&path)?;
+                put(&k, &mut w).at(&path)?;
+                put(&v, &mut w).at(&path)?;
+                count += 1;
+            }
+        }
+        put(&[0xff], &mut w).at(&path)?;
+        put(&count.to_le_bytes(), &mut w).at(&path)?;
+        let sum = crc.clone().finalize();
+        w.write_all(&sum.to_le_bytes()).at(&path)?;
+        w.flush().at(&path)?;
+    }
+    tmp.as_file().sync_data().at(tmp.path())?;
+    tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+    crate::fsutil::sync_dir(dir)?;
+    Ok(size + 4)
+}
+
+/// Loads the base checkpoint in `dir` into the empty database `kv`; returns its LSN (0 when there
+/// is no base yet). The whole file is verified before anything is loaded.
+pub(crate) fn load_base(dir: &Path, kv: &Kv) -> Result<u64> {
+    let path = dir.join(BASE_FILE);
+    let mut bytes = Vec::new();
+    match File::open(&path) {
+        Ok(mut f) => f.read_to_end(&mut bytes).at(&path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let corrupt = |d: &str| Error::corruption(&path, d.to_string());
+    if bytes.len() < 8 + 8 + 1 + 8 + 4 || &bytes[..8] != BASE_MAGIC {
+        return Err(corrupt("not a catalog checkpoint"));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let lsn = u64::from_le_bytes(body[8..16].try_into().expect("8 bytes"));
+    let trees: Vec<_> = TREES.iter().map(|n| kv.tree(n)).collect::<Result<_>>()?;
+    let mut pos = 16;
+    let mut count = 0u64;
+    loop {
+        let Some(&tag) = body.get(pos) else {
+            return Err(corrupt("truncated"));
+        };
+        if tag == 0xff {
+            let stated = body
+                .get(pos + 1..pos + 9)
+                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+            if stated != Some(count) {
+                return Err(corrupt("entry count mismatch"));
+            }
+            return Ok(lsn);
+        }
+        let head = body.get(pos..pos + 9).ok_or_else(|| corrupt("truncated"))?;
+        let klen = u32::from_le_bytes(head[1..5].try_into().expect("4 bytes")) as usize;
+        let vlen = u32::from_le_bytes(head[5..9].try_into().expect("4 bytes")) as usize;
+        let k = body.get(pos + 9..pos + 9 + klen).ok_or_else(|| corrupt("truncated"))?;
+        let v = body
+            .get(pos + 9 + klen..pos + 9 + klen + vlen)
+            .ok_or_else(|| corrupt("truncated"))?;
+        let tree = trees.get(tag as usize).ok_or_else(|| corrupt("unknown tree"))?;
+        tree.insert(k, v)?;
+        pos += 9 + klen + vlen;
+        count += 1;
+    }
+}
+
+/// The LSN recorded in the base checkpoint header, without loading it (0 if none).
+pub(crate) fn base_lsn(dir: &Path) -> Result<u64> {
+    let path = dir.join(BASE_FILE);
+    let mut head = [0u8; 16];
+    match File::open(&path) {
+        Ok(mut f) => f.read_exact(&mut head).at(&path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(&path, e)),
+    }
+    Ok(u64::from_le_bytes(head[8..16].try_into().expect("8 bytes")))
+}
+
+/// The append-only log of catalog ops carried forward from retired write-ahead-log files.
+#[derive(Debug)]
+pub(crate) struct DeltaLog {
+    path: PathBuf,
+    file: File,
+    size: u64,
+}
+
+impl DeltaLog {
+    /// Opens the delta log in `dir`, calling `f(lsn, op)` for each valid record with LSN >
+    /// `after`, in order. A torn tail (a crash during an append) is cut off with a warning.
+    pub(crate) fn open(
+        dir: &Path,
+        after: u64,
+        mut f: impl FnMut(u64, Op) -> Result<()>,
+    ) -> Result<(DeltaLog, u64)> {
+        let path = dir.join(DELTA_FILE);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .at(&path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).at(&path)?;
+        let (frames, valid) = crate::wal::decode_frames_with(&bytes, false);
+        let mut last = 0;
+        for (lsn, payload) in frames {
+            last = lsn;
+            if lsn > after {
+                f(lsn, Op::decode(payload)?)?;
+            }
+        }
+        if valid < bytes.len() {
+            tracing::warn!(
+                file = %path.display(),
+                discarded_bytes = bytes.len() - valid,
+                "discarding a torn tail of the catalog delta log"
+            );
+            file.set_len(valid as u64).at(&path)?;
+            file.sync_all().at(&path)?;
+        }
+        Ok((
+            DeltaLog {
+                path,
+                file,
+                size: valid as u64,
+            },
+            last,
+        ))
+    }
+
+    /// Appends framed records and makes them durable before returning.
+    pub(crate) fn append(&mut self, records: &[(u64, Vec<u8>)]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        for (lsn, payload) in records {
+            crate::wal::encode_frame(*lsn, payload, &mut buf);
+        }
+        self.file.write_all(&buf).at(&self.path)?;
+        self.file.sync_data().at(&self.path)?;
+        self.size += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Empties the log (after a new base covers it), durably.
+    pub(crate) fn reset(&mut self) -> Result<()> {
+        self.file.set_len(0).at(&self.path)?;
+        self.file.sync_all().at(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+
+    /// Bytes in the log.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+}

@@ -1,0 +1,563 @@
+//! The catalog: experiments, runs, params, tags, inputs, latest metric values, the ids of metric
+//! series and the artifact index, in named trees of a key-value database.
+//!
+//! Keys are laid out for prefix scans: everything of a run starts with its 32-hex id and a NUL,
+//! everything of an experiment with its id as 8 big-endian bytes, so "all params of run R" or "all
+//! runs of experiment E" is one ordered scan.
+//!
+//! The catalog is state derived from the write-ahead log: [`Catalog::apply`] is the only writer,
+//! and it applies [`Op`]s that were validated before they were logged.
+
+pub(crate) mod checkpoint;
+pub(crate) mod kv;
+
+use std::path::Path;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::blobs::Digest;
+use crate::error::{Error, Result};
+use crate::ops::{LogBatch, Op};
+use crate::types::{
+    ArtifactEntry, Dataset, DatasetInput, Experiment, LifecycleStage, Metric, Param, Run,
+    RunInfo, Tag, ViewType,
+};
+use kv::{Kv, Tree};
+
+/// The tag through which MLflow also carries a run's name.
+pub(crate) const RUN_NAME_TAG: &str = "mlflow.runName";
+
+const META_NEXT_EXPERIMENT: &[u8] = b"next_experiment_id";
+const META_NEXT_SERIES: &[u8] = b"next_series_id";
+const META_APPLIED_LSN: &[u8] = b"applied_lsn";
+
+/// An experiment as stored (tags live in their own tree).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ExperimentRecord {
+    name: String,
+    artifact_location: String,
+    stage: LifecycleStage,
+    creation_time: i64,
+    last_update_time: i64,
+}
+
+/// The catalog of one store.
+#[derive(Debug)]
+pub(crate) struct Catalog {
+    kv: Kv,
+    meta: Tree,
+    experiments: Tree,
+    experiment_names: Tree,
+    experiment_tags: Tree,
+    runs: Tree,
+    runs_by_experiment: Tree,
+    params: Tree,
+    tags: Tree,
+    latest_metrics: Tree,
+    series: Tree,
+    series_by_id: Tree,
+    datasets: Tree,
+    run_inputs: Tree,
+    artifacts: Tree,
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_allocvec(v).expect("encode catalog record")
+}
+
+fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| Error::Internal(format!("undecodable catalog record: {e}")))
+}
+
+fn utf8(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `run_id NUL key`: the key of a run's param, tag, latest metric or series.
+fn run_key(run_id: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(run_id.len() + 1 + key.len());
+    k.extend_from_slice(run_id.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// `run_id NUL`: the prefix of everything of a run in one tree.
+fn run_prefix(run_id: &str) -> Vec<u8> {
+    run_key(run_id, "")
+}
+
+fn exp_key(id: u64, rest: &[u8]) -> Vec<u8> {
+    let mut k = id.to_be_bytes().to_vec();
+    k.extend_from_slice(rest);
+    k
+}
+
+fn dataset_key(name: &str, digest: &str) -> Vec<u8> {
+    let mut k = name.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(digest.as_bytes());
+    k
+}
+
+fn u64_value(v: Option<kv::Value>) -> u64 {
+    v.and_then(|b| b.as_ref().try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+impl Catalog {
+    /// Opens the catalog database in `dir`.
+    pub(crate) fn open(dir: &Path) -> Result<Catalog> {
+        let kv = Kv::open(dir)?;
+        let t = |name: &str| kv.tree(name);
+        Ok(Catalog {
+            meta: t("meta")?,
+            experiments: t("experiments")?,
+            experiment_names: t("experiment_names")?,
+            experiment_tags: t("experiment_tags")?,
+            runs: t("runs")?,
+            runs_by_experiment: t("runs_by_experiment")?,
+            params: t("params")?,
+            tags: t("tags")?,
+            latest_metrics: t("latest_metrics")?,
+            series: t("series")?,
+            series_by_id: t("series_by_id")?,
+            datasets: t("datasets")?,
+            run_inputs: t("run_inputs")?,
+            artifacts: t("artifacts")?,
+            kv,
+        })
+    }
+
+    /// The underlying database, for checkpoints.
+    pub(crate) fn kv(&self) -> &Kv {
+        &self.kv
+    }
+
+    /// Writes everything to disk; used before a clean close.
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.kv.flush()
+    }
+
+    /// The LSN of the last op applied, as recorded by [`Catalog::set_applied_lsn`].
+    pub(crate) fn applied_lsn(&self) -> Result<u64> {
+        Ok(u64_value(self.meta.get(META_APPLIED_LSN)?))
+    }
+
+    /// Records that every op up to `lsn` is applied.
+    pub(crate) fn set_applied_lsn(&self, lsn: u64) -> Result<()> {
+        self.meta.insert(META_APPLIED_LSN, lsn.to_be_bytes())
+    }
+
+    /// The id the next experiment gets.
+    pub(crate) fn next_experiment_id(&self) -> Result<u64> {
+        Ok(u64_value(self.meta.get(META_NEXT_EXPERIMENT)?))
+    }
+
+    /// The id the next metric series gets.
+    pub(crate) fn next_series_id(&self) -> Result<u64> {
+        Ok(u64_value(self.meta.get(META_NEXT_SERIES)?))
+    }
+
+    // ----- reads -----
+
+    /// The experiment with id `id`.
+    pub(crate) fn experiment(&self, id: u64) -> Result<Option<Experiment>> {
+        let Some(bytes) = self.experiments.get(&id.to_be_bytes())? else {
+            return Ok(None);
+        };
+        let rec: ExperimentRecord = dec(&bytes)?;
+        let mut tags = Vec::new();
+        for entry in self.experiment_tags.scan_prefix(&id.to_be_bytes()) {
+            let (k, v) = entry?;
+            tags.push(Tag::new(utf8(&k[8..]), utf8(&v)));
+        }
+        Ok(Some(Experiment {
+            experiment_id: id.to_string(),
+            name: rec.name,
+            artifact_location: rec.artifact_location,
+            lifecycle_stage: rec.stage,
+            creation_time: rec.creation_time,
+            last_update_time: rec.last_update_time,
+            tags,
+        }))
+    }
+
+    /// The id of the experiment called `name` (deleted experiments included).
+    pub(crate) fn experiment_id_by_name(&self, name: &str) -> Result<Option<u64>> {
+        Ok(self
+            .experiment_names
+            .get(name.as_bytes())?
+            .map(|v| u64_value(Some(v))))
+    }
+
+    /// Every experiment in `view`, by id.
+    pub(crate) fn experiments(&self, view: ViewType) -> Result<Vec<Experiment>> {
+        let mut out = Vec::new();
+        for entry in self.experiments.iter() {
+            let (k, _) = entry?;
+            let id = u64_value(Some(k));
+            if let Some(e) = self.experiment(id)? {
+                if view.includes(e.lifecycle_stage) {
+                    out.push(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The info of run `run_id`.
+    pub(crate) fn run_info(&self, run_id: &str) -> Result<Option<RunInfo>> {
+        self.runs
+            .get(run_id.as_bytes())?
+            .map(|b| dec(&b))
+            .transpose()
+    }
+
+    /// The ids of the runs of experiment `id`.
+    pub(crate) fn run_ids_of_experiment(&self, id: u64) -> Result<Vec<String>> {
+        self.runs_by_experiment
+            .scan_prefix(&id.to_be_bytes())
+            .map(|e| e.map(|(k, _)| utf8(&k[8..])))
+            .collect()
+    }
+
+    /// A whole run: info, latest metrics, params, tags and dataset inputs.
+    pub(crate) fn run(&self, run_id: &str) -> Result<Option<Run>> {
+        let Some(info) = self.run_info(run_id)? else {
+            return Ok(None);
+        };
+        let prefix = run_prefix(run_id);
+        let strip = |k: &[u8]| utf8(&k[prefix.len()..]);
+        let mut params = Vec::new();
+        for e in self.params.scan_prefix(&prefix) {
+            let (k, v) = e?;
+            params.push(Param::new(strip(&k), utf8(&v)));
+        }
+        let mut tags = Vec::new();
+        for e in self.tags.scan_prefix(&prefix) {
+            let (k, v) = e?;
+            tags.push(Tag::new(strip(&k), utf8(&v)));
+        }
+        let metrics = self.latest_metrics(run_id)?;
+        let mut dataset_inputs = Vec::new();
+        for e in self.run_inputs.scan_prefix(&prefix) {
+            let (k, v) = e?;
+            let (exp, input_tags): (u64, Vec<Tag>) = dec(&v)?;
+            let ds_key = &k[prefix.len()..];
+            if let Some(ds) = self.datasets.get(&exp_key(exp, ds_key))? {
+                dataset_inputs.push(DatasetInput {
+                    tags: input_tags,
+                    dataset: dec(&ds)?,
+                });
+            }
+        }
+        Ok(Some(Run {
+            info,
+            metrics,
+            params,
+            tags,
+            dataset_inputs,
+        }))
+    }
+
+    /// The latest value of every metric of a run, by key.
+    pub(crate) fn latest_metrics(&self, run_id: &str) -> Result<Vec<Metric>> {
+        self.latest_metrics
+            .scan_prefix(&run_prefix(run_id))
+            .map(|e| e.and_then(|(_, v)| dec(&v)))
+            .collect()
+    }
+
+    /// The latest value of one metric of a run.
+    pub(crate) fn latest_metric(&self, run_id: &str, key: &str) -> Result<Option<Metric>> {
+        self.latest_metrics
+            .get(&run_key(run_id, key))?
+            .map(|v| dec(&v))
+            .transpose()
+    }
+
+    /// The value of param `key` of a run.
+    pub(crate) fn param(&self, run_id: &str, key: &str) -> Result<Option<String>> {
+        Ok(self.params.get(&run_key(run_id, key))?.map(|v| utf8(&v)))
+    }
+
+    /// The value of tag `key` of a run.
+    pub(crate) fn tag(&self, run_id: &str, key: &str) -> Result<Option<String>> {
+        Ok(self.tags.get(&run_key(run_id, key))?.map(|v| utf8(&v)))
+    }
+
+    /// The id of a run's metric series `key`.
+    pub(crate) fn series_id(&self, run_id: &str, key: &str) -> Result<Option<u64>> {
+        Ok(self
+            .series
+            .get(&run_key(run_id, key))?
+            .map(|v| u64_value(Some(v))))
+    }
+
+    /// The artifact at exactly `path`.
+    pub(crate) fn artifact(&self, path: &str) -> Result<Option<ArtifactEntry>> {
+        self.artifacts
+            .get(path.as_bytes())?
+            .map(|v| {
+                let (digest, size): (Digest, u64) = dec(&v)?;
+                Ok(ArtifactEntry {
+                    path: path.to_string(),
+                    digest,
+                    size,
+                })
+            })
+            .transpose()
+    }
+
+    /// Every artifact whose path starts with `prefix`, in path order.
+    pub(crate) fn artifacts_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> impl Iterator<Item = Result<ArtifactEntry>> + use<> {
+        self.artifacts.scan_prefix(prefix.as_bytes()).map(|e| {
+            let (k, v) = e?;
+            let (digest, size): (Digest, u64) = dec(&v)?;
+            Ok(ArtifactEntry {
+                path: utf8(&k),
+                digest,
+                size,
+            })
+        })
+    }
+
+    /// Every artifact path whose key is `>= from`, in order (for listing a directory level by
+    /// skipping whole subdirectories).
+    pub(crate) fn artifacts_from(
+        &self,
+        from: &str,
+    ) -> impl Iterator<Item = Result<ArtifactEntry>> + use<> {
+        self.artifacts.range_from(from.as_bytes()).map(|e| {
+            let (k, v) = e?;
+            let (digest, size): (Digest, u64) = dec(&v)?;
+            Ok(ArtifactEntry {
+                path: utf8(&k),
+                digest,
+                size,
+            })
+        })
+    }
+
+    // ----- the one writer -----
+
+    /// Applies one logged op. Ops were validated before they were logged, so this only fails on
+    /// I/O or a damaged database.
+    pub(crate) fn apply(&self, op: &Op) -> Result<()> {
+        match op {
+            Op::CreateExperiment {
+                id,
+                name,
+                artifact_location,
+                tags,
+                time,
+            } => {
+                let rec = ExperimentRecord {
+                    name: name.clone(),
+                    artifact_location: artifact_location.clone(),
+                    stage: LifecycleStage::Active,
+                    creation_time: *time,
+                    last_update_time: *time,
+                };
+                self.experiments.insert(id.to_be_bytes(), enc(&rec))?;
+                self.experiment_names.insert(name, id.to_be_bytes())?;
+                for t in tags {
+                    self.experiment_tags
+                        .insert(exp_key(*id, t.key.as_bytes()), &t.value)?;
+                }
+                if *id >= self.next_experiment_id()? {
+                    self.meta.insert(META_NEXT_EXPERIMENT, (id + 1).to_be_bytes())?;
+                }
+            }
+            Op::RenameExperiment { id, name, time } => {
+                self.update_experiment(*id, *time, |rec| {
+                    self.experiment_names.remove(rec.name.as_bytes())?;
+                    self.experiment_names.insert(name, id.to_be_bytes())?;
+                    rec.name = name.clone();
+                    Ok(())
+                })?;
+            }
+            Op::SetExperimentStage { id, stage, time } => {
+                self.update_experiment(*id, *time, |rec| {
+                    rec.stage = *stage;
+                    Ok(())
+                })?;
+                for run_id in self.run_ids_of_experiment(*id)? {
+                    self.set_run_stage(&run_id, *stage, *time)?;
+                }
+            }
+            Op::SetExperimentTag { id, tag, time } => {
+                self.experiment_tags
+                    .insert(exp_key(*id, tag.key.as_bytes()), &tag.value)?;
+                self.update_experiment(*id, *time, |_| Ok(()))?;
+            }
+            Op::DeleteExperimentTag { id, key, time } => {
+                self.experiment_tags.remove(&exp_key(*id, key.as_bytes()))?;
+                self.update_experiment(*id, *time, |_| Ok(()))?;
+            }
+            Op::CreateRun { info, tags } => {
+                self.runs.insert(&info.run_id, enc(info))?;
+                let exp = info.experiment_id.parse::<u64>().unwrap_or_default();
+                self.runs_by_experiment
+                    .insert(exp_key(exp, info.run_id.as_bytes()), [])?;
+                for t in tags {
+                    self.tags.insert(run_key(&info.run_id, &t.key), &t.value)?;
+                }
+            }
+            Op::UpdateRun {
+                run_id,
+                status,
+                end_time,
+                run_name,
+            } => {
+                self.update_run(run_id, |info| {
+                    if let Some(s) = status {
+                        info.status = *s;
+                    }
+                    if let Some(t) = end_time {
+                        info.end_time = Some(*t);
+                    }
+                    if let Some(n) = run_name {
+                        info.run_name = n.clone();
+                    }
+                })?;
+                if let Some(n) = run_name {
+                    self.tags.insert(run_key(run_id, RUN_NAME_TAG), n)?;
+                }
+            }
+            Op::SetRunStage {
+                run_id,
+                stage,
+                time,
+            } => self.set_run_stage(run_id, *stage, *time)?,
+            Op::LogBatch(batch) => self.apply_batch(batch)?,
+            Op::DeleteRunTag { run_id, key } => {
+                self.tags.remove(&run_key(run_id, key))?;
+            }
+            Op::LogInputs {
+                run_id,
+                experiment_id,
+                inputs,
+            } => {
+                for input in inputs {
+                    let ds = &input.dataset;
+                    let dkey = dataset_key(&ds.name, &ds.digest);
+                    let full = exp_key(*experiment_id, &dkey);
+                    if !self.datasets.contains(&full)? {
+                        self.datasets.insert(full, enc::<Dataset>(ds))?;
+                    }
+                    let mut rkey = run_prefix(run_id);
+                    rkey.extend_from_slice(&dkey);
+                    self.run_inputs
+                        .insert(rkey, enc(&(*experiment_id, &input.tags)))?;
+                }
+            }
+            Op::PutArtifact(entry) => {
+                self.artifacts
+                    .insert(&entry.path, enc(&(entry.digest, entry.size)))?;
+            }
+            Op::DeleteArtifacts { path } => {
+                self.artifacts.remove(path.as_bytes())?;
+                let dir = format!("{path}/");
+                let under: Vec<_> = self
+                    .artifacts
+                    .scan_prefix(dir.as_bytes())
+                    .map(|e| e.map(|(k, _)| k))
+                    .collect::<Result<_>>()?;
+                for k in under {
+                    self.artifacts.remove(&k)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_batch(&self, batch: &LogBatch) -> Result<()> {
+        let run_id = &batch.run_id;
+        for s in batch.series.iter().filter(|s| s.new) {
+            self.series.insert(run_key(run_id, &s.key), s.id.to_be_bytes())?;
+            self.series_by_id
+                .insert(s.id.to_be_bytes(), enc(&(run_id, &s.key)))?;
+            if s.id >= self.next_series_id()? {
+                self.meta.insert(META_NEXT_SERIES, (s.id + 1).to_be_bytes())?;
+            }
+        }
+        // The greatest point of each series in this batch, then one comparison with the stored one.
+        let mut best: Vec<Option<usize>> = vec![None; batch.series.len()];
+        for (i, p) in batch.points.iter().enumerate() {
+            let slot = &mut best[p.series as usize];
+            if slot.is_none_or(|b| {
+                crate::metrics::latest_order(&p.key(), &batch.points[b].key()).is_gt()
+            }) {
+                *slot = Some(i);
+            }
+        }
+        for (series, point) in best.iter().enumerate() {
+            let Some(i) = point else { continue };
+            let p = &batch.points[*i];
+            let key = &batch.series[series].key;
+            let stored = self.latest_metric(run_id, key)?;
+            let newer = stored.is_none_or(|m| {
+                crate::metrics::latest_order(&p.key(), &(m.step, m.timestamp, m.value)).is_ge()
+            });
+            if newer {
+                let extra = (p.extra > 0).then(|| &batch.extras[p.extra as usize - 1]);
+                let m = Metric {
+                    key: key.clone(),
+                    value: p.value,
+                    timestamp: p.timestamp,
+                    step: p.step,
+                    model_id: extra.and_then(|e| e.model_id.clone()),
+                    dataset_name: extra.and_then(|e| e.dataset_name.clone()),
+                    dataset_digest: extra.and_then(|e| e.dataset_digest.clone()),
+                };
+                self.latest_metrics.insert(run_key(run_id, key), enc(&m))?;
+            }
+        }
+        for p in &batch.params {
+            self.params.insert(run_key(run_id, &p.key), &p.value)?;
+        }
+        for t in &batch.tags {
+            self.tags.insert(run_key(run_id, &t.key), &t.value)?;
+            if t.key == RUN_NAME_TAG {
+                self.update_run(run_id, |info| info.run_name = t.value.clone())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn update_experiment(
+        &self,
+        id: u64,
+        time: i64,
+        f: impl FnOnce(&mut ExperimentRecord) -> Result<()>,
+    ) -> Result<()> {
+        let Some(bytes) = self.experiments.get(&id.to_be_bytes())? else {
+            return Ok(());
+        };
+        let mut rec: ExperimentRecord = dec(&bytes)?;
+        f(&mut rec)?;
+        rec.last_update_time = time;
+        self.experiments.insert(id.to_be_bytes(), enc(&rec))
+    }
+
+    fn update_run(&self, run_id: &str, f: impl FnOnce(&mut RunInfo)) -> Result<()> {
+        if let Some(mut info) = self.run_info(run_id)? {
+            f(&mut info);
+            self.runs.insert(run_id, enc(&info))?;
+        }
+        Ok(())
+    }
+
+    fn set_run_stage(&self, run_id: &str, stage: LifecycleStage, time: i64) -> Result<()> {
+        self.update_run(run_id, |info| {
+            info.lifecycle_stage = stage;
+            info.deleted_time = (stage == LifecycleStage::Deleted).then_some(time);
+        })
+    }
+}

@@ -1,0 +1,354 @@
+//! Parquet segments: immutable files of metric points sorted by (series, step, timestamp, value).
+//!
+//! Encodings are chosen for training curves: series ids and steps as delta-encoded integers
+//! (a series is one run of equal ids, steps mostly +1), timestamps delta-encoded, values
+//! byte-stream-split then zstd, optional model/dataset columns dictionary-encoded. Every segment
+//! carries a series directory in its footer (`quiver.series`): where each series' rows start, how
+//! many there are, their first and last keys and a step fence every [`FENCE`] rows, so that a read
+//! of one series selects its rows (and, through the page index, its pages) and nothing else.
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
+};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::{KeyValue, PageIndexPolicy};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use serde::{Deserialize, Serialize};
+
+use super::points::Points;
+use crate::error::{Error, IoContext, Result};
+use crate::ops::PointExtras;
+
+/// A step is recorded in the series directory every this many rows of a series.
+pub(crate) const FENCE: u64 = 1024;
+/// Rows per data page: small enough that a sampled read decodes little around each row it keeps.
+const PAGE_ROWS: usize = 4096;
+/// Rows per row group.
+const ROW_GROUP_ROWS: usize = 1 << 20;
+const SERIES_KEY: &str = "quiver.series";
+
+/// Where one series lies in a segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SeriesExtent {
+    pub(crate) series: u64,
+    /// First row of the series in the file.
+    pub(crate) start: u64,
+    /// Number of rows.
+    pub(crate) rows: u64,
+    /// (step, timestamp, value) of the first and last rows.
+    pub(crate) first: (i64, i64, f64),
+    pub(crate) last: (i64, i64, f64),
+    /// Whether timestamps never decrease along the rows (then storage order is history order).
+    pub(crate) ts_sorted: bool,
+    /// Whether any row has a model or dataset reference.
+    pub(crate) has_extras: bool,
+    /// The step of rows 0, FENCE, 2·FENCE ... of the series.
+    pub(crate) fences: Vec<i64>,
+}
+
+/// The Arrow schema of a segment.
+pub(crate) fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("series_id", DataType::UInt64, false),
+        Field::new("step", DataType::Int64, false),
+        Field::new("timestamp", DataType::Int64, false),
+        Field::new("value", DataType::Float64, false),
+        Field::new("model_id", DataType::Utf8, true),
+        Field::new("dataset_name", DataType::Utf8, true),
+        Field::new("dataset_digest", DataType::Utf8, true),
+    ]))
+}
+
+fn writer_properties(directory: String) -> WriterProperties {
+    let col = |name: &str| ColumnPath::from(name);
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("zstd level")))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_write_batch_size(1024)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_key_value_metadata(Some(vec![KeyValue::new(SERIES_KEY.into(), directory)]));
+    for (name, enc) in [
+        ("series_id", Encoding::DELTA_BINARY_PACKED),
+        ("step", Encoding::DELTA_BINARY_PACKED),
+        ("timestamp", Encoding::DELTA_BINARY_PACKED),
+        ("value", Encoding::BYTE_STREAM_SPLIT),
+    ] {
+        b = b
+            .set_column_dictionary_enabled(col(name), false)
+            .set_column_encoding(col(name), enc);
+    }
+    b.build()
+}
+
+fn parquet_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("parquet segment {}: {e}", path.display()))
+}
+
+/// Writes `series` (sorted by id, each sorted into storage order without duplicates) as a new
+/// segment at `path`: temp file, fsync, rename, fsync of the directory. When this returns the
+/// segment is durable. Returns the number of rows written.
+pub(crate) fn write(path: &Path, series: &[(u64, Points)]) -> Result<u64> {
+    let mut directory = Vec::with_capacity(series.len());
+    let mut row = 0u64;
+    for (id, p) in series {
+        if p.is_empty() {
+            continue;
+        }
+        let n = p.len();
+        directory.push(SeriesExtent {
+            series: *id,
+            start: row,
+            rows: n as u64,
+            first: p.key(0),
+            last: p.key(n - 1),
+            ts_sorted: p.timestamps_sorted(),
+            has_extras: p.extras.iter().any(Option::is_some),
+            fences: p.step.iter().step_by(FENCE as usize).copied().collect(),
+        });
+        row += n as u64;
+    }
+    let encoded = hex::encode(postcard::to_allocvec(&directory).expect("encode directory"));
+    let dir = path.parent().expect("segment path has a parent");
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).at(dir)?;
+    {
+        let file = tmp.as_file_mut();
+        let mut w = ArrowWriter::try_new(file, schema(), Some(writer_properties(encoded)))
+            .map_err(|e| parquet_err(path, e))?;
+        let mut pending: Vec<(u64, &Points)> = Vec::new();
+        let mut pending_rows = 0;
+        for (id, p) in series.iter().filter(|(_, p)| !p.is_empty()) {
+            pending.push((*id, p));
+            pending_rows += p.len();
+            if pending_rows >= 65536 {
+                w.write(&to_batch(&pending)).map_err(|e| parquet_err(path, e))?;
+                pending.clear();
+                pending_rows = 0;
+            }
+        }
+        if !pending.is_empty() {
+            w.write(&to_batch(&pending)).map_err(|e| parquet_err(path, e))?;
+        }
+        w.close().map_err(|e| parquet_err(path, e))?;
+    }
+    tmp.as_file().sync_data().at(tmp.path())?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    crate::fsutil::sync_dir(dir)?;
+    Ok(row)
+}
+
+fn to_batch(series: &[(u64, &Points)]) -> RecordBatch {
+    let rows: usize = series.iter().map(|(_, p)| p.len()).sum();
+    let mut ids = Vec::with_capacity(rows);
+    let mut step = Vec::with_capacity(rows);
+    let mut ts = Vec::with_capacity(rows);
+    let mut value = Vec::with_capacity(rows);
+    let any_extras = series.iter().any(|(_, p)| !p.extras.is_empty());
+    let mut extras: Vec<Option<&PointExtras>> = Vec::new();
+    for (id, p) in series {
+        ids.extend(std::iter::repeat_n(*id, p.len()));
+        step.extend_from_slice(&p.step);
+        ts.extend_from_slice(&p.timestamp);
+        value.extend_from_slice(&p.value);
+        if any_extras {
+            extras.extend((0..p.len()).map(|i| p.extra(i).map(|e| &**e)));
+        }
+    }
+    let string_col = |f: fn(&PointExtras) -> Option<&str>| -> ArrayRef {
+        if any_extras {
+            Arc::new(StringArray::from_iter(extras.iter().map(|e| e.and_then(f))))
+        } else {
+            arrow::array::new_null_array(&DataType::Utf8, rows)
+        }
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from(ids)),
+        Arc::new(Int64Array::from(step)),
+        Arc::new(Int64Array::from(ts)),
+        Arc::new(Float64Array::from(value)),
+        string_col(|e| e.model_id.as_deref()),
+        string_col(|e| e.dataset_name.as_deref()),
+        string_col(|e| e.dataset_digest.as_deref()),
+    ];
+    RecordBatch::try_new(schema(), columns).expect("segment batch matches its schema")
+}
+
+/// An open segment: its bytes (memory-mapped), Parquet metadata with page index, and directory.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    /// The segment's number in the manifest.
+    pub(crate) id: u64,
+    pub(crate) path: PathBuf,
+    bytes: Bytes,
+    meta: ArrowReaderMetadata,
+    directory: Vec<SeriesExtent>,
+    /// First row of each row group, and the total as last element.
+    row_group_starts: Vec<u64>,
+}
+
+impl Segment {
+    /// Opens and checks the segment at `path`.
+    pub(crate) fn open(id: u64, path: &Path) -> Result<Segment> {
+        let file = File::open(path).at(path)?;
+        let len = file.metadata().at(path)?.len();
+        let bytes = if len == 0 {
+            Bytes::new()
+        } else {
+            // SAFETY: segment files are immutable once renamed into place; nothing writes them.
+            let map = unsafe { memmap2::Mmap::map(&file) }.at(path)?;
+            Bytes::from_owner(map)
+        };
+        let corrupt = |e: &dyn std::fmt::Display| Error::corruption(path, e.to_string());
+        let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required))
+            .map_err(|e| corrupt(&e))?;
+        let kv = meta
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kvs| kvs.iter().find(|kv| kv.key == SERIES_KEY))
+            .and_then(|kv| kv.value.clone())
+            .ok_or_else(|| corrupt(&"no series directory"))?;
+        let raw = hex::decode(kv).map_err(|e| corrupt(&e))?;
+        let directory: Vec<SeriesExtent> = postcard::from_bytes(&raw).map_err(|e| corrupt(&e))?;
+        let mut row_group_starts = vec![0u64];
+        for rg in meta.metadata().row_groups() {
+            let next = row_group_starts.last().unwrap() + rg.num_rows() as u64;
+            row_group_starts.push(next);
+        }
+        Ok(Segment {
+            id,
+            path: path.to_path_buf(),
+            bytes,
+            meta,
+            directory,
+            row_group_starts,
+        })
+    }
+
+    /// Total rows.
+    pub(crate) fn rows(&self) -> u64 {
+        *self.row_group_starts.last().unwrap_or(&0)
+    }
+
+    /// Size of the file in bytes.
+    pub(crate) fn size_bytes(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// The series directory.
+    pub(crate) fn directory(&self) -> &[SeriesExtent] {
+        &self.directory
+    }
+
+    /// Where series `id` lies, if the segment has it.
+    pub(crate) fn extent(&self, id: u64) -> Option<&SeriesExtent> {
+        self.directory
+            .binary_search_by_key(&id, |e| e.series)
+            .ok()
+            .map(|i| &self.directory[i])
+    }
+
+    /// Reads the rows in `ranges` (file rows, ascending, disjoint). Extras are read when asked.
+    pub(crate) fn read_rows(&self, ranges: &[Range<u64>], with_extras: bool) -> Result<Points> {
+        let mut out = Points::default();
+        let ranges: Vec<Range<u64>> = ranges.iter().filter(|r| r.start < r.end).cloned().collect();
+        let (Some(first), Some(last)) = (ranges.first(), ranges.last()) else {
+            return Ok(out);
+        };
+        let rg_of = |row: u64| self.row_group_starts.partition_point(|&s| s <= row) - 1;
+        let (rg_first, rg_last) = (rg_of(first.start), rg_of(last.end - 1));
+        let base = self.row_group_starts[rg_first];
+        let mut selectors = Vec::with_capacity(ranges.len() * 2 + 1);
+        let mut pos = base;
+        for r in &ranges {
+            if r.start > pos {
+                selectors.push(RowSelector::skip((r.start - pos) as usize));
+            }
+            selectors.push(RowSelector::select((r.end - r.start) as usize));
+            pos = r.end;
+        }
+        let columns: &[usize] = if with_extras { &[1, 2, 3, 4, 5, 6] } else { &[1, 2, 3] };
+        let mask = ProjectionMask::roots(self.meta.metadata().file_metadata().schema_descr(), columns.iter().copied());
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(self.bytes.clone(), self.meta.clone())
+            .with_projection(mask)
+            .with_row_groups((rg_first..=rg_last).collect())
+            .with_row_selection(RowSelection::from(selectors))
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(|e| parquet_err(&self.path, e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| parquet_err(&self.path, e))?;
+            let col = |i: usize| batch.column(i);
+            let int = |i: usize| col(i).as_any().downcast_ref::<Int64Array>().map(|a| a.values().to_vec());
+            let step = int(0).ok_or_else(|| Error::corruption(&self.path, "step column type"))?;
+            let ts = int(1).ok_or_else(|| Error::corruption(&self.path, "timestamp column type"))?;
+            let value = col(2)
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .ok_or_else(|| Error::corruption(&self.path, "value column type"))?;
+            let mut part = Points {
+                step,
+                timestamp: ts,
+                value: value.values().to_vec(),
+                extras: Vec::new(),
+            };
+            if with_extras {
+                let s = |i: usize| col(i).as_any().downcast_ref::<StringArray>().cloned();
+                let (Some(m), Some(n), Some(d)) = (s(3), s(4), s(5)) else {
+                    return Err(Error::corruption(&self.path, "extras column type"));
+                };
+                let get = |a: &StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
+                part.extras = (0..batch.num_rows())
+                    .map(|i| {
+                        let e = PointExtras {
+                            model_id: get(&m, i),
+                            dataset_name: get(&n, i),
+                            dataset_digest: get(&d, i),
+                        };
+                        (e != PointExtras::default()).then(|| Arc::new(e))
+                    })
+                    .collect();
+            }
+            out.extend(&part);
+        }
+        Ok(out)
+    }
+
+    /// Every row of series `ext`.
+    pub(crate) fn read_series(&self, ext: &SeriesExtent) -> Result<Points> {
+        self.read_rows(&[ext.start..ext.start + ext.rows], ext.has_extras)
+    }
+
+    /// The number of rows of series `ext` whose step is below `step` (a lower bound), using the
+    /// fences to read at most one fence window.
+    pub(crate) fn rows_below_step(&self, ext: &SeriesExtent, step: i64) -> Result<u64> {
+        if step <= ext.first.0 {
+            return Ok(0);
+        }
+        if step > ext.last.0 {
+            return Ok(ext.rows);
+        }
+        // Fence i holds the step of row i·FENCE; the answer lies in the window after the last
+        // fence whose step is below `step`.
+        let f = ext.fences.partition_point(|&s| s < step);
+        let window_start = (f.saturating_sub(1) as u64) * FENCE;
+        let window_end = (f as u64 * FENCE).min(ext.rows);
+        if window_start >= window_end {
+            return Ok(window_start.min(ext.rows));
+        }
+        let rows = self.read_rows(&[ext.start + window_start..ext.start + window_end], false)?;
+        Ok(window_start + rows.step.partition_point(|&s| s < step) as u64)
+    }
+}

@@ -1,0 +1,200 @@
+//! The mutations of the store, as written to the write-ahead log.
+//!
+//! Every write is first validated against the current state, then turned into one [`Op`] that
+//! carries everything needed to apply it deterministically (ids, timestamps, series ids): replaying
+//! the log onto the state it was written against rebuilds the same catalog and metric buffers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::types::{ArtifactEntry, DatasetInput, LifecycleStage, Param, RunInfo, RunStatus, Tag};
+
+/// One logged mutation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Op {
+    /// A new experiment with a freshly allocated id.
+    CreateExperiment {
+        id: u64,
+        name: String,
+        artifact_location: String,
+        tags: Vec<Tag>,
+        time: i64,
+    },
+    /// A rename.
+    RenameExperiment { id: u64, name: String, time: i64 },
+    /// Delete or restore an experiment, and with it all its runs.
+    SetExperimentStage {
+        id: u64,
+        stage: LifecycleStage,
+        time: i64,
+    },
+    /// Upsert an experiment tag.
+    SetExperimentTag { id: u64, tag: Tag, time: i64 },
+    /// Remove an experiment tag.
+    DeleteExperimentTag { id: u64, key: String, time: i64 },
+    /// A new run with its initial tags.
+    CreateRun { info: RunInfo, tags: Vec<Tag> },
+    /// Change status, end time or name of a run.
+    UpdateRun {
+        run_id: String,
+        status: Option<RunStatus>,
+        end_time: Option<i64>,
+        run_name: Option<String>,
+    },
+    /// Delete or restore a run.
+    SetRunStage {
+        run_id: String,
+        stage: LifecycleStage,
+        time: i64,
+    },
+    /// Metrics, new params and tags of one run, atomically.
+    LogBatch(Box<LogBatch>),
+    /// Remove a run tag.
+    DeleteRunTag { run_id: String, key: String },
+    /// Record dataset inputs of a run.
+    LogInputs {
+        run_id: String,
+        experiment_id: u64,
+        inputs: Vec<DatasetInput>,
+    },
+    /// Point an artifact path at a stored blob.
+    PutArtifact(ArtifactEntry),
+    /// Remove an artifact file, or every file under a directory.
+    DeleteArtifacts { path: String },
+}
+
+/// The payload of [`Op::LogBatch`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub(crate) struct LogBatch {
+    /// The run written to.
+    pub(crate) run_id: String,
+    /// The series the points belong to; points refer to them by index.
+    pub(crate) series: Vec<SeriesRef>,
+    /// The points, in the order they were logged.
+    pub(crate) points: Vec<PointRecord>,
+    /// Model and dataset references of points that have them; points refer to them by index + 1.
+    pub(crate) extras: Vec<PointExtras>,
+    /// Params not logged before (re-logging the same value is a no-op and not recorded).
+    pub(crate) params: Vec<Param>,
+    /// Tags to upsert.
+    pub(crate) tags: Vec<Tag>,
+}
+
+/// A metric series of a run, with the id it has in the columnar store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SeriesRef {
+    pub(crate) key: String,
+    pub(crate) id: u64,
+    /// True when this batch created the series.
+    pub(crate) new: bool,
+}
+
+/// One metric point inside a [`LogBatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PointRecord {
+    /// Index into [`LogBatch::series`].
+    pub(crate) series: u32,
+    pub(crate) value: f64,
+    pub(crate) timestamp: i64,
+    pub(crate) step: i64,
+    /// 0 for none, else index + 1 into [`LogBatch::extras`].
+    pub(crate) extra: u32,
+}
+
+/// The optional model and dataset of a metric point.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub(crate) struct PointExtras {
+    pub(crate) model_id: Option<String>,
+    pub(crate) dataset_name: Option<String>,
+    pub(crate) dataset_digest: Option<String>,
+}
+
+impl Op {
+    /// Serializes the op for the log, appending to `out`.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        // Serializing plain data into a Vec cannot fail.
+        let bytes = postcard::to_extend(self, std::mem::take(out)).expect("encode op");
+        *out = bytes;
+    }
+
+    /// Reads an op back from the log.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Op> {
+        postcard::from_bytes(bytes).map_err(|e| Error::Internal(format!("undecodable log record: {e}")))
+    }
+
+    /// This op with its metric points reduced to the greatest point of each series (the catalog's
+    /// "latest" rule), for carrying forward into the catalog's delta log once the points are in
+    /// Parquet segments. `None` when nothing of the op concerns the catalog.
+    pub(crate) fn catalog_part(&self) -> Option<Op> {
+        let Op::LogBatch(batch) = self else {
+            return Some(self.clone());
+        };
+        let mut best: Vec<Option<PointRecord>> = vec![None; batch.series.len()];
+        for p in &batch.points {
+            let slot = &mut best[p.series as usize];
+            if slot.is_none_or(|b| crate::metrics::latest_order(&p.key(), &b.key()).is_gt()) {
+                *slot = Some(*p);
+            }
+        }
+        let points: Vec<PointRecord> = best.into_iter().flatten().collect();
+        if points.is_empty() && batch.params.is_empty() && batch.tags.is_empty() {
+            return None;
+        }
+        Some(Op::LogBatch(Box::new(LogBatch {
+            points,
+            ..(**batch).clone()
+        })))
+    }
+}
+
+impl PointRecord {
+    /// The (step, timestamp, value) triple that orders points of a series.
+    pub(crate) fn key(&self) -> (i64, i64, f64) {
+        (self.step, self.timestamp, self.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_round_trip_and_reduce_to_latest() {
+        let batch = LogBatch {
+            run_id: "r".into(),
+            series: vec![SeriesRef {
+                key: "loss".into(),
+                id: 7,
+                new: true,
+            }],
+            points: vec![
+                PointRecord {
+                    series: 0,
+                    value: f64::NAN,
+                    timestamp: 5,
+                    step: 2,
+                    extra: 0,
+                },
+                PointRecord {
+                    series: 0,
+                    value: 1.0,
+                    timestamp: 9,
+                    step: 1,
+                    extra: 0,
+                },
+            ],
+            ..Default::default()
+        };
+        let op = Op::LogBatch(Box::new(batch));
+        let mut buf = Vec::new();
+        op.encode_into(&mut buf);
+        let back = Op::decode(&buf).unwrap();
+        let Op::LogBatch(b) = back.catalog_part().unwrap() else {
+            panic!()
+        };
+        assert_eq!(b.points.len(), 1);
+        assert_eq!(b.points[0].step, 2);
+        assert!(b.points[0].value.is_nan());
+        assert!(Op::decode(&[0xff, 0xff]).is_err());
+    }
+}

@@ -1,0 +1,258 @@
+//! [`Store`]: the embedded engine behind one directory.
+//!
+//! # Directory layout
+//! ```text
+//! <dir>/FORMAT          format version ("quiver-store 1")
+//! <dir>/LOCK            held by the process that has the store open (contains its pid)
+//! <dir>/wal/            write-ahead log: every mutation, fsynced before it is acknowledged
+//! <dir>/catalog/sled/   the catalog index (derived state, rebuilt when not closed cleanly)
+//! <dir>/catalog/base.ckpt, delta.log   durable copies of the catalog
+//! <dir>/catalog/CLEAN   present only while the store is closed cleanly
+//! <dir>/metrics/        Parquet segments and their MANIFEST
+//! <dir>/blobs/          content-addressed artifact blobs
+//! ```
+//!
+//! # Write path
+//! A write takes the commit lock, validates against the catalog, appends one [`Op`] to the log,
+//! applies it to the catalog and metric buffer, releases the lock, then waits for the log to be
+//! fsynced (group commit: concurrent writers share one fsync). When a write method returns `Ok`,
+//! the write survives `kill -9` and power loss. Readers may see a write shortly before it is
+//! durable; if the fsync fails the store refuses every later write ([`Error::Poisoned`]).
+
+mod artifacts;
+mod experiments;
+mod maintenance;
+mod metrics;
+mod recovery;
+mod runs;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::blobs::BlobStore;
+use crate::catalog::checkpoint::DeltaLog;
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::lock::DirLock;
+use crate::metrics::MetricsStore;
+use crate::ops::Op;
+use crate::wal::Wal;
+
+pub use metrics::MetricHistory;
+
+/// Tuning of a [`Store`]. The defaults suit a server; tests use smaller thresholds.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Persist buffered metric points as a Parquet segment once this many are held.
+    pub flush_points: usize,
+    /// ... or once the oldest buffered point is this old.
+    pub flush_interval: Duration,
+    /// ... or once the write-ahead log holds this many bytes.
+    pub flush_wal_bytes: u64,
+    /// Size of one write-ahead-log file.
+    pub wal_segment_bytes: u64,
+    /// Merge segments smaller than `compact_small_rows` once there are more than this many.
+    pub compact_max_small: usize,
+    /// See `compact_max_small`.
+    pub compact_small_rows: u64,
+    /// Fold the catalog's delta log into a new base checkpoint once it is larger than both the
+    /// old base and this many bytes.
+    pub checkpoint_min_delta_bytes: u64,
+    /// Run flushes and compactions on a background thread (otherwise only [`Store::flush`] and
+    /// [`Store::close`] do).
+    pub background: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            flush_points: 2_000_000,
+            flush_interval: Duration::from_secs(30),
+            flush_wal_bytes: 512 << 20,
+            wal_segment_bytes: 64 << 20,
+            compact_max_small: 8,
+            compact_small_rows: 4_000_000,
+            checkpoint_min_delta_bytes: 16 << 20,
+            background: true,
+        }
+    }
+}
+
+/// An open store: the catalog of experiments and runs, the columnar metric store and the
+/// artifact blobs of one directory. Cheap to share between threads (`Arc<Store>`); all methods
+/// take `&self`.
+///
+/// ```
+/// # fn main() -> quiver_store::Result<()> {
+/// use quiver_store::{CreateRun, Metric, Store};
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path())?;
+/// let exp = store.create_experiment("demo", None, &[])?;
+/// let run = store.create_run(CreateRun { experiment_id: Some(exp), ..Default::default() })?;
+/// let id = &run.info.run_id;
+/// for step in 0..100 {
+///     store.log_metric(id, &Metric::new("loss", 1.0 / (step + 1) as f64, 1_700_000_000_000 + step, step))?;
+/// }
+/// let (history, _) = store.metric_history(id, "loss", None, None)?;
+/// assert_eq!(history.len(), 100);
+/// store.close()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    options: StoreOptions,
+    /// Serializes validate + log append + apply, so the log order is the apply order.
+    commit: Mutex<()>,
+    wal: Wal,
+    catalog: Catalog,
+    metrics: MetricsStore,
+    blobs: BlobStore,
+    delta: Mutex<DeltaLog>,
+    /// LSN and size of the catalog's base checkpoint.
+    base_lsn: AtomicU64,
+    base_size: AtomicU64,
+    /// Serializes flushes (log retirement, checkpoints).
+    flush_lock: Mutex<()>,
+    /// Artifact puts hold it shared; blob garbage collection exclusively.
+    gc_lock: RwLock<()>,
+    /// Set once an op reached the log but could not be applied: memory no longer matches it.
+    poisoned: AtomicBool,
+    /// Wakes the background flusher; `true` asks it to stop.
+    stop: (Mutex<bool>, Condvar),
+    closed: AtomicBool,
+    _lock: DirLock,
+}
+
+/// Milliseconds since the epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating it if needed, with default options.
+    ///
+    /// Recovers from whatever state a crash left: replays the write-ahead log, drops a torn log
+    /// tail (with a warning), rebuilds the catalog index from its checkpoint if it was not closed
+    /// cleanly. Fails with [`Error::Locked`] if another process has the store open.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens the store in `dir` with `options`.
+    pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let inner = Arc::new(recovery::open(dir.as_ref(), options)?);
+        let flusher = inner.options.background.then(|| {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("quiver-flush".into())
+                .spawn(move || inner.background_loop())
+                .expect("spawn flusher thread")
+        });
+        Ok(Store {
+            inner,
+            flusher: Mutex::new(flusher),
+        })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Persists buffered metric points as a Parquet segment, retires the write-ahead log they
+    /// were in, and checkpoints the catalog when its delta log has grown. Writes may continue
+    /// meanwhile. Everything was already durable before; this bounds recovery time and memory.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
+
+    /// Merges small metric segments if there are many. Returns whether it did.
+    pub fn compact(&self) -> Result<bool> {
+        let o = &self.inner.options;
+        self.inner
+            .metrics
+            .compact(o.compact_max_small, o.compact_small_rows)
+    }
+
+    /// Figures about the metric store (buffered points, segments).
+    pub fn metrics_stats(&self) -> crate::metrics::MetricsStats {
+        self.inner.metrics.stats()
+    }
+
+    /// Closes the store cleanly: stops the background thread, flushes everything, checkpoints
+    /// and marks the catalog clean so the next open is fast. Dropping a store does the same,
+    /// ignoring errors; call this to see them.
+    pub fn close(self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        {
+            let (lock, cv) = &self.inner.stop;
+            *lock.lock().expect("stop lock") = true;
+            cv.notify_all();
+        }
+        if let Some(handle) = self.flusher.lock().expect("flusher lock").take() {
+            let _ = handle.join();
+        }
+        recovery::close(&self.inner)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!(error = %e, "closing the store failed; it will recover on next open");
+        }
+    }
+}
+
+impl Inner {
+    /// Runs one write: `build` validates against the catalog and returns the op to log (or none
+    /// for a no-op) and the caller's result. Returns once the op is durable.
+    fn commit<T>(&self, build: impl FnOnce(&Catalog) -> Result<(Option<Op>, T)>) -> Result<T> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned(
+                "an earlier write could not be applied; reopen the store".into(),
+            ));
+        }
+        let guard = self.commit.lock().expect("commit lock");
+        let (op, out) = build(&self.catalog)?;
+        let Some(op) = op else {
+            return Ok(out);
+        };
+        let lsn = self.wal.append_with(|buf| op.encode_into(buf))?;
+        if let Err(e) = self.apply(lsn, &op) {
+            self.poisoned.store(true, Ordering::Release);
+            return Err(e);
+        }
+        drop(guard);
+        self.wal.sync_to(lsn)?;
+        Ok(out)
+    }
+
+    /// Applies a logged op to the catalog and the metric buffer.
+    fn apply(&self, lsn: u64, op: &Op) -> Result<()> {
+        self.catalog.apply(op)?;
+        if let Op::LogBatch(batch) = op {
+            self.metrics.apply(lsn, batch);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,180 @@
+//! The write side: the active segment file, flushing the in-memory tail, rotation.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use super::record::{segment_path, FRAME_HEADER, MAGIC};
+use super::{Lsn, SegmentInfo, Wal};
+use crate::error::{IoContext, Result};
+use crate::fsutil::sync_dir;
+
+/// A spare buffer larger than this is dropped after a flush rather than kept for reuse.
+const KEEP_SPARE_BYTES: usize = 4 << 20;
+
+/// The segment being written.
+#[derive(Debug)]
+pub(super) struct ActiveSegment {
+    /// The open file, positioned at its end.
+    file: File,
+    /// Its path.
+    path: PathBuf,
+    /// The LSN of its first record (its name).
+    first_lsn: Lsn,
+    /// The LSN of its last written record, `None` while it holds none.
+    last_lsn: Option<Lsn>,
+    /// Bytes written to it, header included.
+    pub(super) bytes: u64,
+}
+
+/// State owned by the writer: guarded by `Wal::io`, held during writes and fsyncs.
+#[derive(Debug)]
+pub(super) struct IoState {
+    /// The segment appends go to.
+    active: ActiveSegment,
+    /// An empty buffer swapped with the append buffer at each flush, so capacity is reused.
+    spare: Vec<u8>,
+}
+
+impl IoState {
+    /// Writer state around a freshly created segment.
+    pub(super) fn new(active: ActiveSegment) -> IoState {
+        IoState {
+            active,
+            spare: Vec::new(),
+        }
+    }
+}
+
+/// Creates the segment file for `first_lsn` (failing if it exists), writes and fsyncs its
+/// header, and fsyncs the directory; returns once the empty segment is durable.
+pub(super) fn create_segment(dir: &Path, first_lsn: Lsn) -> Result<ActiveSegment> {
+    let path = segment_path(dir, first_lsn);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .at(&path)?;
+    file.write_all(MAGIC).at(&path)?;
+    file.sync_data().at(&path)?;
+    sync_dir(dir)?;
+    Ok(ActiveSegment {
+        file,
+        path,
+        first_lsn,
+        last_lsn: None,
+        bytes: MAGIC.len() as u64,
+    })
+}
+
+impl Wal {
+    /// Takes everything appended so far, writes it (rotating by size), fsyncs it, and — if
+    /// `force_rotate` and the active segment holds records — starts a new segment. Returns the
+    /// LSN through which everything is durable. Any failure poisons the log.
+    pub(super) fn flush(&self, force_rotate: bool) -> Result<Lsn> {
+        let mut io = self.lock(&self.io)?;
+        // Checked under the io lock: a failed flush poisons before releasing it, so no later
+        // flush can report records durable that the failed one lost.
+        self.check_poison()?;
+        let io = &mut *io;
+        let mut batch = std::mem::take(&mut io.spare);
+        let last = {
+            let mut st = self.lock(&self.append)?;
+            std::mem::swap(&mut batch, &mut st.buf);
+            st.next_lsn - 1
+        };
+        let result = self.write_and_sync(io, &batch, last, force_rotate);
+        if let Err(e) = result {
+            return Err(self.poison(format!("WAL write failed: {e}")));
+        }
+        batch.clear();
+        if batch.capacity() <= KEEP_SPARE_BYTES {
+            io.spare = batch;
+        }
+        Ok(last)
+    }
+
+    /// Writes `batch` (whole frames, the last one record `last`) to the active segment, rotating
+    /// whenever it has reached `segment_bytes`, and fsyncs it; then, if `force_rotate` and the
+    /// active segment holds records, starts a new segment at `last + 1`.
+    fn write_and_sync(
+        &self,
+        io: &mut IoState,
+        batch: &[u8],
+        last: Lsn,
+        force_rotate: bool,
+    ) -> Result<()> {
+        let mut chunk_start = 0; // first byte of `batch` not yet written
+        let mut pos = 0;
+        while pos < batch.len() {
+            let frame = &batch[pos..];
+            let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+            let lsn = u64::from_le_bytes(frame[8..16].try_into().expect("8 bytes"));
+            let pending = (pos - chunk_start) as u64;
+            let has_records = io.active.last_lsn.is_some() || pending > 0;
+            if has_records && io.active.bytes + pending >= self.opts.segment_bytes {
+                self.write_chunk(&mut io.active, &batch[chunk_start..pos], lsn - 1)?;
+                self.fsync(&io.active)?;
+                self.start_segment(io, lsn)?;
+                chunk_start = pos;
+            }
+            pos += FRAME_HEADER + len;
+        }
+        if chunk_start < batch.len() {
+            self.write_chunk(&mut io.active, &batch[chunk_start..], last)?;
+            self.fsync(&io.active)?;
+        }
+        if force_rotate && io.active.last_lsn.is_some() {
+            self.start_segment(io, last + 1)?;
+        }
+        Ok(())
+    }
+
+    /// Appends `bytes` (frames ending with record `last_lsn`) to the active segment.
+    fn write_chunk(&self, active: &mut ActiveSegment, bytes: &[u8], last_lsn: Lsn) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        active.file.write_all(bytes).at(&active.path)?;
+        active.bytes += bytes.len() as u64;
+        active.last_lsn = Some(last_lsn);
+        self.size_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `sync_data` on the active segment, counted.
+    fn fsync(&self, active: &ActiveSegment) -> Result<()> {
+        active.file.sync_data().at(&active.path)?;
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Closes the active segment (already fsynced, holding records) and makes a new, durable
+    /// one starting at `first_lsn` the active segment.
+    fn start_segment(&self, io: &mut IoState, first_lsn: Lsn) -> Result<()> {
+        let new = create_segment(&self.dir, first_lsn)?;
+        self.size_bytes.fetch_add(new.bytes, Ordering::Relaxed);
+        let old = std::mem::replace(&mut io.active, new);
+        let info = SegmentInfo {
+            first_lsn: old.first_lsn,
+            last_lsn: old
+                .last_lsn
+                .expect("only segments holding records are closed"),
+            path: old.path,
+            bytes: old.bytes,
+        };
+        self.lock(&self.closed)?.push(info);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Wal {
+    /// Swaps the active file handle for a read-only one, so the next write fails.
+    pub(super) fn break_active_file_for_test(&self) {
+        let mut io = self.io.lock().unwrap();
+        io.active.file = File::open(&io.active.path).unwrap();
+    }
+}
