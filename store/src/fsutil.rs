@@ -20,7 +20,8 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir).at(dir)?;
     tmp.write_all(bytes).at(tmp.path())?;
     tmp.as_file().sync_data().at(tmp.path())?;
-    tmp.persist(path).map_err(|e| crate::Error::io(path, e.error))?;
+    tmp.persist(path)
+        .map_err(|e| crate::Error::io(path, e.error))?;
     sync_dir(dir)
 }
 

@@ -119,7 +119,8 @@ impl Op {
 
     /// Reads an op back from the log.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Op> {
-        postcard::from_bytes(bytes).map_err(|e| Error::Internal(format!("undecodable log record: {e}")))
+        postcard::from_bytes(bytes)
+            .map_err(|e| Error::Internal(format!("undecodable log record: {e}")))
     }
 
     /// This op with its metric points reduced to the greatest point of each series (the catalog's

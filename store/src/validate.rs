@@ -157,7 +157,9 @@ mod tests {
         for ok in ["loss", "val/acc", "a.b-c d:e", "über_λ", "x/y/z"] {
             entity_key("metric", ok).unwrap();
         }
-        for bad in ["", "a//b", "/a", "a/", "./a", "a/../b", "..", ".", "a\\b", "a@b", "a\0"] {
+        for bad in [
+            "", "a//b", "/a", "a/", "./a", "a/../b", "..", ".", "a\\b", "a@b", "a\0",
+        ] {
             assert!(entity_key("metric", bad).is_err(), "{bad:?} accepted");
         }
         assert!(entity_key("param", &"k".repeat(250)).is_ok());

@@ -102,11 +102,15 @@ pub(crate) fn load_base(dir: &Path, kv: &Kv) -> Result<u64> {
         let head = body.get(pos..pos + 9).ok_or_else(|| corrupt("truncated"))?;
         let klen = u32::from_le_bytes(head[1..5].try_into().expect("4 bytes")) as usize;
         let vlen = u32::from_le_bytes(head[5..9].try_into().expect("4 bytes")) as usize;
-        let k = body.get(pos + 9..pos + 9 + klen).ok_or_else(|| corrupt("truncated"))?;
+        let k = body
+            .get(pos + 9..pos + 9 + klen)
+            .ok_or_else(|| corrupt("truncated"))?;
         let v = body
             .get(pos + 9 + klen..pos + 9 + klen + vlen)
             .ok_or_else(|| corrupt("truncated"))?;
-        let tree = trees.get(tag as usize).ok_or_else(|| corrupt("unknown tree"))?;
+        let tree = trees
+            .get(tag as usize)
+            .ok_or_else(|| corrupt("unknown tree"))?;
         tree.insert(k, v)?;
         pos += 9 + klen + vlen;
         count += 1;
@@ -131,6 +135,8 @@ pub(crate) struct DeltaLog {
     path: PathBuf,
     file: File,
     size: u64,
+    /// The LSN of the last record; appends of records at or below it are skipped.
+    last_lsn: u64,
 }
 
 impl DeltaLog {
@@ -172,23 +178,31 @@ impl DeltaLog {
                 path,
                 file,
                 size: valid as u64,
+                last_lsn: last,
             },
             last,
         ))
     }
 
-    /// Appends framed records and makes them durable before returning.
+    /// Appends framed records and makes them durable before returning. Records at or below the
+    /// last LSN already in the log are skipped: a crash between carrying a log file forward and
+    /// deleting it makes the next process carry the same file again.
     pub(crate) fn append(&mut self, records: &[(u64, Vec<u8>)]) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
         let mut buf = Vec::new();
+        let mut last = self.last_lsn;
         for (lsn, payload) in records {
-            crate::wal::encode_frame(*lsn, payload, &mut buf);
+            if *lsn > last {
+                crate::wal::encode_frame(*lsn, payload, &mut buf);
+                last = *lsn;
+            }
+        }
+        if buf.is_empty() {
+            return Ok(());
         }
         self.file.write_all(&buf).at(&self.path)?;
         self.file.sync_data().at(&self.path)?;
         self.size += buf.len() as u64;
+        self.last_lsn = last;
         Ok(())
     }
 

@@ -61,7 +61,10 @@ impl Kv {
                 path: path.to_path_buf(),
             }),
             Ok(Err(e)) => Err(err(path, e)),
-            Err(_) => Err(Error::corruption(path, "the catalog database panicked on open")),
+            Err(_) => Err(Error::corruption(
+                path,
+                "the catalog database panicked on open",
+            )),
         }
     }
 
@@ -130,7 +133,8 @@ impl Tree {
 
     /// Every entry, in key order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = Result<(Value, Value)>> + use<> {
-        self.0.iter().map(|r| r.map_err(|e| Error::Internal(e.to_string())))
+        self.0
+            .iter()
+            .map(|r| r.map_err(|e| Error::Internal(e.to_string())))
     }
-
 }

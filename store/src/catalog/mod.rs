@@ -19,8 +19,8 @@ use crate::blobs::Digest;
 use crate::error::{Error, Result};
 use crate::ops::{LogBatch, Op};
 use crate::types::{
-    ArtifactEntry, Dataset, DatasetInput, Experiment, LifecycleStage, Metric, Param, Run,
-    RunInfo, Tag, ViewType,
+    ArtifactEntry, Dataset, DatasetInput, Experiment, LifecycleStage, Metric, Param, Run, RunInfo,
+    Tag, ViewType,
 };
 use kv::{Kv, Tree};
 
@@ -66,7 +66,8 @@ fn enc<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    postcard::from_bytes(bytes).map_err(|e| Error::Internal(format!("undecodable catalog record: {e}")))
+    postcard::from_bytes(bytes)
+        .map_err(|e| Error::Internal(format!("undecodable catalog record: {e}")))
 }
 
 fn utf8(bytes: &[u8]) -> String {
@@ -371,7 +372,8 @@ impl Catalog {
                         .insert(exp_key(*id, t.key.as_bytes()), &t.value)?;
                 }
                 if *id >= self.next_experiment_id()? {
-                    self.meta.insert(META_NEXT_EXPERIMENT, (id + 1).to_be_bytes())?;
+                    self.meta
+                        .insert(META_NEXT_EXPERIMENT, (id + 1).to_be_bytes())?;
                 }
             }
             Op::RenameExperiment { id, name, time } => {
@@ -480,11 +482,13 @@ impl Catalog {
     fn apply_batch(&self, batch: &LogBatch) -> Result<()> {
         let run_id = &batch.run_id;
         for s in batch.series.iter().filter(|s| s.new) {
-            self.series.insert(run_key(run_id, &s.key), s.id.to_be_bytes())?;
+            self.series
+                .insert(run_key(run_id, &s.key), s.id.to_be_bytes())?;
             self.series_by_id
                 .insert(s.id.to_be_bytes(), enc(&(run_id, &s.key)))?;
             if s.id >= self.next_series_id()? {
-                self.meta.insert(META_NEXT_SERIES, (s.id + 1).to_be_bytes())?;
+                self.meta
+                    .insert(META_NEXT_SERIES, (s.id + 1).to_be_bytes())?;
             }
         }
         // The greatest point of each series in this batch, then one comparison with the stored one.

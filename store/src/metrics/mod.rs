@@ -153,14 +153,19 @@ impl MetricsStore {
         if batch.points.is_empty() {
             return;
         }
-        self.state.write().expect("metrics state").active.append(lsn, batch);
+        self.state
+            .write()
+            .expect("metrics state")
+            .active
+            .append(lsn, batch);
     }
 
     /// Figures about buffers and segments.
     pub(crate) fn stats(&self) -> MetricsStats {
         let s = self.state.read().expect("metrics state");
         MetricsStats {
-            buffered_points: (s.active.len() + s.frozen.iter().map(|f| f.buffer.len()).sum::<usize>())
+            buffered_points: (s.active.len()
+                + s.frozen.iter().map(|f| f.buffer.len()).sum::<usize>())
                 as u64,
             segments: s.segments.len() as u64,
             segment_rows: s.segments.iter().map(|s| s.rows()).sum(),
@@ -292,5 +297,4 @@ impl MetricsStore {
         drop(s);
         SeriesView::new(parts)
     }
-
 }

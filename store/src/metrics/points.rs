@@ -8,9 +8,7 @@ use crate::ops::PointExtras;
 /// The "latest value" order: greatest `(step, timestamp, value)` wins (MLflow's
 /// `_update_latest_metrics_if_necessary`). NaN is ordered by IEEE total order.
 pub(crate) fn latest_order(a: &(i64, i64, f64), b: &(i64, i64, f64)) -> Ordering {
-    a.0.cmp(&b.0)
-        .then(a.1.cmp(&b.1))
-        .then(a.2.total_cmp(&b.2))
+    a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.total_cmp(&b.2))
 }
 
 /// Points of one series as columns. Storage order is `(step, timestamp, value)`; MLflow's history
@@ -115,9 +113,8 @@ impl Points {
         let sorted = (1..self.len())
             .all(|i| latest_order(&self.history_key(i - 1), &self.history_key(i)).is_lt());
         if !sorted {
-            let idx = self.sorted_unique(|a, b| {
-                latest_order(&self.history_key(a), &self.history_key(b))
-            });
+            let idx =
+                self.sorted_unique(|a, b| latest_order(&self.history_key(a), &self.history_key(b)));
             *self = self.take(&idx);
         }
     }
@@ -183,7 +180,13 @@ mod tests {
     #[test]
     fn sorting_dedups_exact_duplicates_only() {
         let mut p = Points::default();
-        for (s, t, v) in [(2, 1, 1.0), (1, 5, 2.0), (2, 1, 1.0), (1, 5, f64::NAN), (1, 5, 2.0)] {
+        for (s, t, v) in [
+            (2, 1, 1.0),
+            (1, 5, 2.0),
+            (2, 1, 1.0),
+            (1, 5, f64::NAN),
+            (1, 5, 2.0),
+        ] {
             p.push(s, t, v, None);
         }
         p.sort_storage_order();

@@ -71,7 +71,7 @@ impl Part {
     }
 
     fn read_all(&self) -> Result<Points> {
-        self.read(&[0..self.len()])
+        self.read(std::slice::from_ref(&(0..self.len())))
     }
 
     /// How many rows have a step below `step`.
@@ -144,7 +144,7 @@ impl SeriesView {
             let total = self.total();
             let end = offset.saturating_add(limit).min(total);
             let page = if offset < end {
-                self.read_global(&[offset..end])?
+                self.read_global(std::slice::from_ref(&(offset..end)))?
             } else {
                 Points::default()
             };

@@ -74,7 +74,9 @@ pub(crate) fn schema() -> SchemaRef {
 fn writer_properties(directory: String) -> WriterProperties {
     let col = |name: &str| ColumnPath::from(name);
     let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("zstd level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("zstd level"),
+        ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_data_page_row_count_limit(PAGE_ROWS)
         .set_write_batch_size(1024)
@@ -133,13 +135,15 @@ pub(crate) fn write(path: &Path, series: &[(u64, Points)]) -> Result<u64> {
             pending.push((*id, p));
             pending_rows += p.len();
             if pending_rows >= 65536 {
-                w.write(&to_batch(&pending)).map_err(|e| parquet_err(path, e))?;
+                w.write(&to_batch(&pending))
+                    .map_err(|e| parquet_err(path, e))?;
                 pending.clear();
                 pending_rows = 0;
             }
         }
         if !pending.is_empty() {
-            w.write(&to_batch(&pending)).map_err(|e| parquet_err(path, e))?;
+            w.write(&to_batch(&pending))
+                .map_err(|e| parquet_err(path, e))?;
         }
         w.close().map_err(|e| parquet_err(path, e))?;
     }
@@ -211,8 +215,11 @@ impl Segment {
             Bytes::from_owner(map)
         };
         let corrupt = |e: &dyn std::fmt::Display| Error::corruption(path, e.to_string());
-        let meta = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required))
-            .map_err(|e| corrupt(&e))?;
+        let meta = ArrowReaderMetadata::load(
+            &bytes,
+            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required),
+        )
+        .map_err(|e| corrupt(&e))?;
         let kv = meta
             .metadata()
             .file_metadata()
@@ -279,21 +286,37 @@ impl Segment {
             selectors.push(RowSelector::select((r.end - r.start) as usize));
             pos = r.end;
         }
-        let columns: &[usize] = if with_extras { &[1, 2, 3, 4, 5, 6] } else { &[1, 2, 3] };
-        let mask = ProjectionMask::roots(self.meta.metadata().file_metadata().schema_descr(), columns.iter().copied());
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(self.bytes.clone(), self.meta.clone())
-            .with_projection(mask)
-            .with_row_groups((rg_first..=rg_last).collect())
-            .with_row_selection(RowSelection::from(selectors))
-            .with_batch_size(64 * 1024)
-            .build()
-            .map_err(|e| parquet_err(&self.path, e))?;
+        let columns: &[usize] = if with_extras {
+            &[1, 2, 3, 4, 5, 6]
+        } else {
+            &[1, 2, 3]
+        };
+        let mask = ProjectionMask::roots(
+            self.meta.metadata().file_metadata().schema_descr(),
+            columns.iter().copied(),
+        );
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            self.bytes.clone(),
+            self.meta.clone(),
+        )
+        .with_projection(mask)
+        .with_row_groups((rg_first..=rg_last).collect())
+        .with_row_selection(RowSelection::from(selectors))
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| parquet_err(&self.path, e))?;
         for batch in reader {
             let batch = batch.map_err(|e| parquet_err(&self.path, e))?;
             let col = |i: usize| batch.column(i);
-            let int = |i: usize| col(i).as_any().downcast_ref::<Int64Array>().map(|a| a.values().to_vec());
+            let int = |i: usize| {
+                col(i)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .map(|a| a.values().to_vec())
+            };
             let step = int(0).ok_or_else(|| Error::corruption(&self.path, "step column type"))?;
-            let ts = int(1).ok_or_else(|| Error::corruption(&self.path, "timestamp column type"))?;
+            let ts =
+                int(1).ok_or_else(|| Error::corruption(&self.path, "timestamp column type"))?;
             let value = col(2)
                 .as_any()
                 .downcast_ref::<Float64Array>()
@@ -328,7 +351,10 @@ impl Segment {
 
     /// Every row of series `ext`.
     pub(crate) fn read_series(&self, ext: &SeriesExtent) -> Result<Points> {
-        self.read_rows(&[ext.start..ext.start + ext.rows], ext.has_extras)
+        self.read_rows(
+            std::slice::from_ref(&(ext.start..ext.start + ext.rows)),
+            ext.has_extras,
+        )
     }
 
     /// The number of rows of series `ext` whose step is below `step` (a lower bound), using the
@@ -348,7 +374,10 @@ impl Segment {
         if window_start >= window_end {
             return Ok(window_start.min(ext.rows));
         }
-        let rows = self.read_rows(&[ext.start + window_start..ext.start + window_end], false)?;
+        let rows = self.read_rows(
+            std::slice::from_ref(&(ext.start + window_start..ext.start + window_end)),
+            false,
+        )?;
         Ok(window_start + rows.step.partition_point(|&s| s < step) as u64)
     }
 }

@@ -42,7 +42,11 @@ impl Store {
                 }
                 ancestor = parent;
             }
-            if cat.artifacts_with_prefix(&format!("{path}/")).next().is_some() {
+            if cat
+                .artifacts_with_prefix(&format!("{path}/"))
+                .next()
+                .is_some()
+            {
                 return Err(Error::InvalidParameter(format!(
                     "Invalid path '{path}': it is a directory"
                 )));
@@ -113,18 +117,16 @@ impl Store {
             }
             break;
         }
+        // Byte order puts "a-b" before "a/..."; listings are by name.
+        out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }
 
     /// Deletes the file at `path`, or every file under it if it is a directory.
     pub fn delete_artifacts(&self, path: &str) -> Result<()> {
         let path = artifact_path::normalize(path)?;
-        self.inner.commit(|_| {
-            Ok((
-                Some(Op::DeleteArtifacts { path: path.clone() }),
-                (),
-            ))
-        })
+        self.inner
+            .commit(|_| Ok((Some(Op::DeleteArtifacts { path: path.clone() }), ())))
     }
 
     /// Removes blobs that no artifact path refers to any more. Artifact uploads wait while it runs.

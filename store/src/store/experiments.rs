@@ -85,7 +85,9 @@ impl Store {
         let id = validate::experiment_id(experiment_id)?;
         let time = now_ms();
         self.inner.commit(|cat| {
-            let exp = cat.experiment(id)?.ok_or_else(|| not_found(experiment_id))?;
+            let exp = cat
+                .experiment(id)?
+                .ok_or_else(|| not_found(experiment_id))?;
             if exp.lifecycle_stage != LifecycleStage::Active {
                 return Err(Error::InvalidState(
                     "Cannot rename a non-active experiment.".into(),
@@ -154,7 +156,9 @@ impl Store {
         let id = validate::experiment_id(experiment_id)?;
         let time = now_ms();
         self.inner.commit(|cat| {
-            let exp = cat.experiment(id)?.ok_or_else(|| not_found(experiment_id))?;
+            let exp = cat
+                .experiment(id)?
+                .ok_or_else(|| not_found(experiment_id))?;
             if !exp.tags.iter().any(|t| t.key == key) {
                 return Err(Error::NotFound(format!(
                     "No tag with name: {key} in experiment with id {experiment_id}"

@@ -52,7 +52,10 @@ impl Inner {
     /// off while the catalog is copied, so the copy is exactly the state at one LSN.
     fn maybe_checkpoint(&self) -> Result<()> {
         let mut delta = self.delta.lock().expect("delta lock");
-        let threshold = self.base_size.load(Ordering::Acquire).max(self.options.checkpoint_min_delta_bytes);
+        let threshold = self
+            .base_size
+            .load(Ordering::Acquire)
+            .max(self.options.checkpoint_min_delta_bytes);
         if delta.size() <= threshold {
             return Ok(());
         }
@@ -97,7 +100,10 @@ impl Inner {
                 last_flush = Instant::now();
             }
             let o = &self.options;
-            if let Err(e) = self.metrics.compact(o.compact_max_small, o.compact_small_rows) {
+            if let Err(e) = self
+                .metrics
+                .compact(o.compact_max_small, o.compact_small_rows)
+            {
                 tracing::error!(error = %e, "background compaction failed");
             }
         }

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-
 use super::runs::active_run;
 use super::Store;
 use crate::error::{Error, Result};
@@ -188,7 +187,11 @@ impl Store {
         })
     }
 
-    fn series_view(&self, run_id: &str, key: &str) -> Result<Option<crate::metrics::read::SeriesView>> {
+    fn series_view(
+        &self,
+        run_id: &str,
+        key: &str,
+    ) -> Result<Option<crate::metrics::read::SeriesView>> {
         validate::run_id(run_id)?;
         let Some(id) = self.inner.catalog.series_id(run_id, key)? else {
             return Ok(None);
@@ -212,7 +215,11 @@ impl Store {
                 "max_results must be a positive integer".into(),
             ));
         }
-        let offset = page_token.filter(|t| !t.is_empty()).map(decode_token).transpose()?.unwrap_or(0);
+        let offset = page_token
+            .filter(|t| !t.is_empty())
+            .map(decode_token)
+            .transpose()?
+            .unwrap_or(0);
         let empty = MetricHistory {
             key: key.to_string(),
             points: Points::default(),
@@ -271,4 +278,3 @@ impl Store {
         self.inner.catalog.latest_metrics(run_id)
     }
 }
-

@@ -28,7 +28,9 @@ fn check_format(dir: &Path) -> Result<()> {
                 .trim()
                 .strip_prefix("quiver-store ")
                 .and_then(|v| v.parse::<u32>().ok())
-                .ok_or_else(|| Error::corruption(&path, format!("unrecognized format file: {text:?}")))?;
+                .ok_or_else(|| {
+                    Error::corruption(&path, format!("unrecognized format file: {text:?}"))
+                })?;
             if version != FORMAT_VERSION {
                 return Err(Error::Internal(format!(
                     "{} holds a format {version} store; this build reads format {FORMAT_VERSION}",
@@ -86,7 +88,7 @@ pub(super) fn open(dir: &Path, options: StoreOptions) -> Result<Inner> {
 
     let clean = take_clean_marker(&cat_dir)?;
     let trusted = clean.and_then(|lsn| open_trusted_catalog(&sled_dir, lsn));
-    let (catalog, mut catalog_lsn, delta) = match trusted {
+    let (catalog, catalog_lsn, delta) = match trusted {
         Some(cat) => {
             let lsn = cat.applied_lsn()?;
             let (delta, _) = DeltaLog::open(&cat_dir, u64::MAX, |_, _| Ok(()))?;
@@ -100,7 +102,11 @@ pub(super) fn open(dir: &Path, options: StoreOptions) -> Result<Inner> {
             let loaded = checkpoint::load_base(&cat_dir, cat.kv())?;
             let (delta, last) = DeltaLog::open(&cat_dir, loaded, |_, op| cat.apply(&op))?;
             let lsn = loaded.max(last);
-            tracing::info!(base_lsn = loaded, catalog_lsn = lsn, "rebuilt the catalog index");
+            tracing::info!(
+                base_lsn = loaded,
+                catalog_lsn = lsn,
+                "rebuilt the catalog index"
+            );
             (cat, lsn, delta)
         }
     };
@@ -111,26 +117,39 @@ pub(super) fn open(dir: &Path, options: StoreOptions) -> Result<Inner> {
     let wal_options = WalOptions {
         segment_bytes: options.wal_segment_bytes,
     };
-    let (wal, report) = Wal::open(&dir.join("wal"), wal_options, floor, after, |lsn, payload| {
-        let op = Op::decode(payload)?;
-        if lsn > catalog_lsn {
-            catalog.apply(&op)?;
-        }
-        if lsn > metrics_lsn {
-            if let Op::LogBatch(batch) = &op {
-                metrics.apply(lsn, batch);
+    let (wal, report) = Wal::open(
+        &dir.join("wal"),
+        wal_options,
+        floor,
+        after,
+        |lsn, payload| {
+            let op = Op::decode(payload)?;
+            if lsn > catalog_lsn {
+                catalog.apply(&op)?;
             }
-        }
-        Ok(())
-    })?;
+            if lsn > metrics_lsn {
+                if let Op::LogBatch(batch) = &op {
+                    metrics.apply(lsn, batch);
+                }
+            }
+            Ok(())
+        },
+    )?;
     if report.discarded_tail_bytes > 0 {
         tracing::warn!(
             bytes = report.discarded_tail_bytes,
             "discarded a torn tail of the write-ahead log (writes that were never acknowledged)"
         );
     }
-    catalog_lsn = catalog_lsn.max(report.last_lsn.unwrap_or(0));
-    tracing::debug!(catalog_lsn, replayed = report.records, "store opened");
+    tracing::info!(
+        trusted_index = clean.is_some(),
+        base_lsn,
+        catalog_lsn,
+        metrics_lsn,
+        wal_last = report.last_lsn,
+        replayed = report.records,
+        "store recovered"
+    );
 
     let inner = Inner {
         dir: dir.to_path_buf(),
@@ -142,7 +161,9 @@ pub(super) fn open(dir: &Path, options: StoreOptions) -> Result<Inner> {
         blobs,
         delta: Mutex::new(delta),
         base_lsn: AtomicU64::new(base_lsn),
-        base_size: AtomicU64::new(std::fs::metadata(cat_dir.join(checkpoint::BASE_FILE)).map_or(0, |m| m.len())),
+        base_size: AtomicU64::new(
+            std::fs::metadata(cat_dir.join(checkpoint::BASE_FILE)).map_or(0, |m| m.len()),
+        ),
         flush_lock: Mutex::new(()),
         gc_lock: RwLock::new(()),
         poisoned: AtomicBool::new(false),

@@ -236,7 +236,11 @@ impl Store {
                 }
             }
         }
-        out.sort_by(|a, b| b.start_time.cmp(&a.start_time).then(a.run_id.cmp(&b.run_id)));
+        out.sort_by(|a, b| {
+            b.start_time
+                .cmp(&a.start_time)
+                .then(a.run_id.cmp(&b.run_id))
+        });
         Ok(out)
     }
 
@@ -305,7 +309,11 @@ fn check_dataset_input(input: &DatasetInput) -> Result<()> {
             Ok(())
         }
     };
-    for (what, value) in [("name", &ds.name), ("digest", &ds.digest), ("source_type", &ds.source_type)] {
+    for (what, value) in [
+        ("name", &ds.name),
+        ("digest", &ds.digest),
+        ("source_type", &ds.source_type),
+    ] {
         if value.is_empty() {
             return Err(Error::InvalidParameter(format!(
                 "Missing value for required parameter 'dataset.{what}'"
