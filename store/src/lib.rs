@@ -33,6 +33,8 @@ pub mod blobs;
 mod catalog;
 mod error;
 mod fsutil;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod lock;
 mod metrics;
 mod ops;

@@ -74,46 +74,56 @@ pub(crate) fn load_base(dir: &Path, kv: &Kv) -> Result<u64> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(Error::io(&path, e)),
     };
-    let corrupt = |d: &str| Error::corruption(&path, d.to_string());
+    let trees: Vec<_> = TREES.iter().map(|n| kv.tree(n)).collect::<Result<_>>()?;
+    let (lsn, entries) = parse_base(&bytes).map_err(|d| Error::corruption(&path, d))?;
+    for (tree, k, v) in entries {
+        trees[tree].insert(k, v)?;
+    }
+    Ok(lsn)
+}
+
+/// One entry of a checkpoint: tree index, key, value.
+type Entry<'a> = (usize, &'a [u8], &'a [u8]);
+
+/// Parses and verifies a base checkpoint: its LSN and entries, or what is wrong with it.
+/// Never panics, whatever `bytes` holds.
+pub(crate) fn parse_base(bytes: &[u8]) -> std::result::Result<(u64, Vec<Entry<'_>>), String> {
     if bytes.len() < 8 + 8 + 1 + 8 + 4 || &bytes[..8] != BASE_MAGIC {
-        return Err(corrupt("not a catalog checkpoint"));
+        return Err("not a catalog checkpoint".into());
     }
     let (body, crc) = bytes.split_at(bytes.len() - 4);
     if crc32fast::hash(body).to_le_bytes() != crc {
-        return Err(corrupt("checksum mismatch"));
+        return Err("checksum mismatch".into());
     }
+    let u32_at = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
     let lsn = u64::from_le_bytes(body[8..16].try_into().expect("8 bytes"));
-    let trees: Vec<_> = TREES.iter().map(|n| kv.tree(n)).collect::<Result<_>>()?;
+    let mut entries = Vec::new();
     let mut pos = 16;
-    let mut count = 0u64;
     loop {
         let Some(&tag) = body.get(pos) else {
-            return Err(corrupt("truncated"));
+            return Err("truncated".into());
         };
         if tag == 0xff {
             let stated = body
                 .get(pos + 1..pos + 9)
                 .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-            if stated != Some(count) {
-                return Err(corrupt("entry count mismatch"));
+            if stated != Some(entries.len() as u64) || body.len() != pos + 9 {
+                return Err("entry count mismatch".into());
             }
-            return Ok(lsn);
+            return Ok((lsn, entries));
         }
-        let head = body.get(pos..pos + 9).ok_or_else(|| corrupt("truncated"))?;
-        let klen = u32::from_le_bytes(head[1..5].try_into().expect("4 bytes")) as usize;
-        let vlen = u32::from_le_bytes(head[5..9].try_into().expect("4 bytes")) as usize;
-        let k = body
-            .get(pos + 9..pos + 9 + klen)
-            .ok_or_else(|| corrupt("truncated"))?;
-        let v = body
-            .get(pos + 9 + klen..pos + 9 + klen + vlen)
-            .ok_or_else(|| corrupt("truncated"))?;
-        let tree = trees
-            .get(tag as usize)
-            .ok_or_else(|| corrupt("unknown tree"))?;
-        tree.insert(k, v)?;
-        pos += 9 + klen + vlen;
-        count += 1;
+        if tag as usize >= TREES.len() {
+            return Err(format!("unknown tree {tag}"));
+        }
+        let head = body.get(pos..pos + 9).ok_or("truncated")?;
+        let (klen, vlen) = (u32_at(&head[1..5]), u32_at(&head[5..9]));
+        let kstart = pos + 9;
+        let vstart = kstart.checked_add(klen).ok_or("length overflow")?;
+        let end = vstart.checked_add(vlen).ok_or("length overflow")?;
+        let k = body.get(kstart..vstart).ok_or("truncated")?;
+        let v = body.get(vstart..end).ok_or("truncated")?;
+        entries.push((tag as usize, k, v));
+        pos = end;
     }
 }
 
