@@ -33,7 +33,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     // A training loop: fit y = 3x with SGD, logging loss every step, in batches of 100.
-    let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
     let (mut w, lr) = (0.0f64, 0.1);
     let mut pending = Vec::new();
     for step in 0..1000i64 {
@@ -73,7 +75,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             None => break,
         }
     }
-    println!("read {total} loss points in pages of 300; run {run_id} in {}", dir.display());
+    println!(
+        "read {total} loss points in pages of 300; run {run_id} in {}",
+        dir.display()
+    );
     store.close()?;
     Ok(())
 }

@@ -36,8 +36,11 @@ pub fn artifact_path(path: &str) -> bool {
     match crate::artifact_path::normalize(path) {
         Ok(p) => {
             assert!(!p.starts_with('/') && !p.contains('\\') && !p.contains('\0'));
-            assert!(p.split('/').all(|c| c != ".." && c != "." ) && !p.contains("//"));
-            assert_eq!(crate::artifact_path::normalize(&p).ok().as_deref(), Some(p.as_str()));
+            assert!(p.split('/').all(|c| c != ".." && c != ".") && !p.contains("//"));
+            assert_eq!(
+                crate::artifact_path::normalize(&p).ok().as_deref(),
+                Some(p.as_str())
+            );
             true
         }
         Err(_) => false,

@@ -385,12 +385,27 @@ impl Catalog {
                 })?;
             }
             Op::SetExperimentStage { id, stage, time } => {
+                let mut deleted_at = None;
                 self.update_experiment(*id, *time, |rec| {
+                    deleted_at = Some(rec.last_update_time);
                     rec.stage = *stage;
                     Ok(())
                 })?;
+                // Deleting takes the active runs along; restoring brings back the runs deleted
+                // with the experiment, not those deleted on their own before.
                 for run_id in self.run_ids_of_experiment(*id)? {
-                    self.set_run_stage(&run_id, *stage, *time)?;
+                    let Some(info) = self.run_info(&run_id)? else {
+                        continue;
+                    };
+                    let follows = match stage {
+                        LifecycleStage::Deleted => info.lifecycle_stage == LifecycleStage::Active,
+                        LifecycleStage::Active => {
+                            info.deleted_time.unwrap_or(i64::MIN) >= deleted_at.unwrap_or(i64::MIN)
+                        }
+                    };
+                    if follows {
+                        self.set_run_stage(&run_id, *stage, *time)?;
+                    }
                 }
             }
             Op::SetExperimentTag { id, tag, time } => {

@@ -28,6 +28,8 @@ use read::{Part, SeriesView};
 use segment::Segment;
 
 const MANIFEST: &str = "MANIFEST";
+/// Most rows one compaction merges (they are held in memory while merging).
+pub(crate) const MERGE_BUDGET_ROWS: u64 = 8_000_000;
 const MANIFEST_MAGIC: &[u8; 8] = b"QVMANI\x00\x01";
 
 /// Which segments are live and what they cover.
@@ -217,18 +219,34 @@ impl MetricsStore {
 
     /// Merges small segments into one when there are more than `max_small` of them, so that reads
     /// open few files. Returns whether a compaction happened. Memory: the merged segments are
-    /// read whole, so only segments under `small_rows` rows are merged.
+    /// read whole, so only segments under `small_rows` rows are merged, oldest first, at most
+    /// [`MERGE_BUDGET_ROWS`] rows at a time.
     pub(crate) fn compact(&self, max_small: usize, small_rows: u64) -> Result<bool> {
         let mut manifest = self.manifest.lock().expect("manifest lock");
-        let victims: Vec<Arc<Segment>> = {
+        let small: Vec<Arc<Segment>> = {
             let s = self.state.read().expect("metrics state");
-            s.segments
+            let mut small: Vec<Arc<Segment>> = s
+                .segments
                 .iter()
                 .filter(|seg| seg.rows() < small_rows)
                 .cloned()
-                .collect()
+                .collect();
+            small.sort_by_key(|seg| seg.id);
+            small
         };
-        if victims.len() <= max_small {
+        if small.len() <= max_small {
+            return Ok(false);
+        }
+        let mut budget = MERGE_BUDGET_ROWS;
+        let victims: Vec<Arc<Segment>> = small
+            .into_iter()
+            .take_while(|seg| {
+                let fits = seg.rows() <= budget;
+                budget = budget.saturating_sub(seg.rows());
+                fits
+            })
+            .collect();
+        if victims.len() < 2 {
             return Ok(false);
         }
         let mut merged: std::collections::BTreeMap<u64, Points> = Default::default();

@@ -74,7 +74,7 @@ impl Default for StoreOptions {
             flush_wal_bytes: 512 << 20,
             wal_segment_bytes: 64 << 20,
             compact_max_small: 8,
-            compact_small_rows: 4_000_000,
+            compact_small_rows: 1_000_000,
             checkpoint_min_delta_bytes: 16 << 20,
             background: true,
         }

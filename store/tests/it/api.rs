@@ -333,3 +333,31 @@ fn second_process_open_is_refused_with_the_holder_pid() {
         other => panic!("expected Locked, got {other}"),
     }
 }
+
+#[test]
+fn restoring_an_experiment_brings_back_only_the_runs_deleted_with_it() {
+    let (_d, s) = temp_store();
+    let exp = s.create_experiment("e", None, &[]).unwrap();
+    let new = |s: &Store| {
+        s.create_run(CreateRun {
+            experiment_id: Some(exp.clone()),
+            ..Default::default()
+        })
+        .unwrap()
+        .info
+        .run_id
+    };
+    let (kept, alone) = (new(&s), new(&s));
+    s.delete_run(&alone).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    s.delete_experiment(&exp).unwrap();
+    s.restore_experiment(&exp).unwrap();
+    assert_eq!(
+        s.get_run(&kept).unwrap().info.lifecycle_stage,
+        LifecycleStage::Active
+    );
+    assert_eq!(
+        s.get_run(&alone).unwrap().info.lifecycle_stage,
+        LifecycleStage::Deleted
+    );
+}
