@@ -302,8 +302,9 @@ impl Read for GeneratedReader {
     }
 }
 
-/// A field of `/proc/self/status` given in kB (`VmRSS`, `VmHWM` ...), in bytes.
-fn proc_status_bytes(field: &str) -> Option<u64> {
+/// A field of `/proc/self/status` given in kB (`VmRSS`, `VmHWM`, `RssAnon`, `RssFile` ...), in
+/// bytes, where `/proc` has it.
+pub fn status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status
         .lines()
@@ -319,13 +320,13 @@ fn proc_status_bytes(field: &str) -> Option<u64> {
 
 /// Resident set size of this process in bytes (`VmRSS`), where `/proc` has it.
 pub fn rss_bytes() -> Option<u64> {
-    proc_status_bytes("VmRSS")
+    status_bytes("VmRSS")
 }
 
 /// Peak resident set size of this process in bytes (`VmHWM`) since it started or since the last
 /// [`reset_peak_rss`].
 pub fn peak_rss_bytes() -> Option<u64> {
-    proc_status_bytes("VmHWM")
+    status_bytes("VmHWM")
 }
 
 /// Resets the peak resident set size to the current one (writes `5` to

@@ -27,6 +27,8 @@ struct Parsed<'a> {
     records: Vec<(Lsn, &'a [u8])>,
     /// Length of the valid prefix of the file, header included (0 if the header is torn).
     valid_len: usize,
+    /// Whether everything after the valid prefix is zeros (the writer's fill-ahead).
+    zero_tail: bool,
 }
 
 /// Validates every segment in `dir`, replays the records with lsn > `replay_after`, truncates a
@@ -57,7 +59,8 @@ pub(super) fn scan(
                 ),
             ));
         }
-        let discarded = bytes.len() - parsed.valid_len;
+        let tail = bytes.len() - parsed.valid_len;
+        let discarded = if parsed.zero_tail { 0 } else { tail };
         if discarded > 0 {
             if !is_last {
                 return Err(Error::corruption(
@@ -92,7 +95,7 @@ pub(super) fn scan(
             // Truncate a torn tail; fsync even an intact one, whose last writes a crashed
             // process may have left in the page cache only.
             let file = OpenOptions::new().write(true).open(path).at(path)?;
-            if discarded > 0 {
+            if tail > 0 {
                 file.set_len(parsed.valid_len as u64).at(path)?;
             }
             file.sync_all().at(path)?;
@@ -123,7 +126,7 @@ pub(super) fn read_closed_segment(
         .ok_or_else(|| Error::corruption(path, "not a WAL segment file name"))?;
     let bytes = fs::read(path).at(path)?;
     let parsed = parse_segment(path, first_lsn, &bytes)?;
-    if parsed.valid_len != bytes.len() {
+    if parsed.valid_len != bytes.len() && !parsed.zero_tail {
         return Err(Error::corruption(
             path,
             format!(
@@ -169,18 +172,23 @@ fn parse_segment<'a>(path: &Path, first_lsn: Lsn, bytes: &'a [u8]) -> Result<Par
         return Ok(Parsed {
             records: Vec::new(),
             valid_len: 0,
+            zero_tail: false,
         });
     }
     if !bytes.starts_with(MAGIC) {
         return Err(Error::corruption(path, "not a WAL segment (bad magic)"));
     }
-    let (mut records, mut valid) = decode_frames(&bytes[MAGIC.len()..]);
+    let body = &bytes[MAGIC.len()..];
+    let (mut records, mut valid) = decode_frames(body);
     if records.first().is_some_and(|&(lsn, _)| lsn != first_lsn) {
         records.clear();
         valid = 0;
     }
+    // Zeros after the last record are the writer's fill-ahead, not damage.
+    let zero_tail = body[valid..].iter().all(|&b| b == 0);
     Ok(Parsed {
         records,
         valid_len: MAGIC.len() + valid,
+        zero_tail,
     })
 }
