@@ -119,8 +119,21 @@ impl Op {
 
     /// Reads an op back from the log.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Op> {
-        postcard::from_bytes(bytes)
-            .map_err(|e| Error::Internal(format!("undecodable log record: {e}")))
+        let op: Op = postcard::from_bytes(bytes)
+            .map_err(|e| Error::Internal(format!("undecodable log record: {e}")))?;
+        if let Op::LogBatch(b) = &op {
+            // Indexes inside a batch must point into it, so that applying it cannot panic.
+            let bad = b
+                .points
+                .iter()
+                .any(|p| p.series as usize >= b.series.len() || p.extra as usize > b.extras.len());
+            if bad {
+                return Err(Error::Internal(
+                    "log record refers to a series or extra outside its batch".into(),
+                ));
+            }
+        }
+        Ok(op)
     }
 
     /// This op with its metric points reduced to the greatest point of each series (the catalog's
@@ -197,5 +210,10 @@ mod tests {
         assert_eq!(b.points[0].step, 2);
         assert!(b.points[0].value.is_nan());
         assert!(Op::decode(&[0xff, 0xff]).is_err());
+        let mut bad = b.clone();
+        bad.points[0].series = 5;
+        let mut buf = Vec::new();
+        Op::LogBatch(bad).encode_into(&mut buf);
+        assert!(Op::decode(&buf).is_err());
     }
 }

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Writes a small seed corpus for the fuzz targets into fuzz/corpus/<target>/ (standard library only).
+
+The seeds are valid inputs of each format, built here from the format descriptions in the store
+(store/src/wal/record.rs, store/src/catalog/checkpoint.rs, store/src/ops.rs,
+store/src/artifact_path.rs), so the fuzzer starts past the magic numbers and CRC checks instead of
+having to find them. Re-run after a format change; existing files are overwritten, others are kept.
+
+    python3 seeds.py          # from fuzz/
+"""
+
+import os
+import struct
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "seed-" + name), "wb") as f:
+        f.write(data)
+
+
+# --- WAL frames: [len u32 LE][crc32 u32 LE][lsn u64 LE][payload], crc over lsn + payload ---------
+def frame(lsn, payload):
+    body = struct.pack("<Q", lsn) + payload
+    return struct.pack("<II", len(payload), zlib.crc32(body)) + body
+
+
+# --- postcard (serde) encoding of ops, enough for a few variants ---------------------------------
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def zigzag(n):
+    return varint((n << 1) ^ (n >> 63) if n < 0 else n << 1)
+
+
+def s(text):
+    b = text.encode()
+    return varint(len(b)) + b
+
+
+def seq(items):
+    return varint(len(items)) + b"".join(items)
+
+
+def tag(k, v):
+    return s(k) + s(v)
+
+
+# Variant indices follow the declaration order of `enum Op` in store/src/ops.rs.
+OPS = {
+    "create_experiment": varint(0) + varint(1) + s("exp") + s("file:///tmp/a")
+    + seq([tag("team", "ml")]) + zigzag(1_700_000_000_000),
+    "rename_experiment": varint(1) + varint(7) + s("renamed") + zigzag(1_700_000_000_001),
+    "set_experiment_stage": varint(2) + varint(7) + varint(1) + zigzag(-5),
+    "set_experiment_tag": varint(3) + varint(7) + tag("k", "v") + zigzag(3),
+    "delete_experiment_tag": varint(4) + varint(7) + s("k") + zigzag(3),
+    "update_run": varint(6) + s("0123456789abcdef") + b"\x00" + b"\x01" + zigzag(42)
+    + b"\x01" + s("name"),
+    "set_run_stage": varint(7) + s("r1") + varint(0) + zigzag(9),
+    "log_batch": varint(8) + s("r1")
+    + seq([s("loss") + varint(3) + b"\x01", s("acc") + varint(4) + b"\x00"])
+    + seq([
+        varint(0) + struct.pack("<d", 0.5) + zigzag(10) + zigzag(1) + varint(0),
+        varint(1) + struct.pack("<d", float("nan")) + zigzag(11) + zigzag(2) + varint(1),
+    ])
+    + seq([b"\x01" + s("model-1") + b"\x00" + b"\x01" + s("digest")])
+    + seq([tag("lr", "0.01")])
+    + seq([tag("mlflow.runName", "r")]),
+    "delete_run_tag": varint(9) + s("r1") + s("k"),
+    "delete_artifacts": varint(12) + s("model/weights"),
+}
+
+# --- catalog base checkpoint: magic, lsn, entries [tree u8][klen u32][vlen u32][k][v], 0xff,
+# --- count u64, crc32 of everything before it ------------------------------------------------------
+CKPT_MAGIC = b"QVCKPT\x00\x01"
+TREES = 14  # len(TREES) in store/src/catalog/kv.rs
+
+
+def checkpoint(lsn, entries):
+    body = CKPT_MAGIC + struct.pack("<Q", lsn)
+    for t, k, v in entries:
+        body += struct.pack("<BII", t, len(k), len(v)) + k + v
+    body += b"\xff" + struct.pack("<Q", len(entries))
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+PATHS = [
+    "", ".", "a", "a/b.txt", "./a//b/", "model/weights.bin", "...", "a..b", "../x", "a/../b",
+    "/abs", "a\\b", "C:foo", "x/c:/y", "a\x00b", "é/ü/😀", "a" * 255, "a" * 256 + "/b",
+]
+
+
+def main():
+    ops = list(OPS.items())
+    for name, payload in ops:
+        write("op_decode", name, payload)
+
+    write("wal_frames", "empty-payload", frame(1, b""))
+    write("wal_frames", "one", frame(1, ops[1][1]))
+    write("wal_frames", "consecutive", b"".join(frame(10 + i, p) for i, (_, p) in enumerate(ops)))
+    write("wal_frames", "increasing-gap", frame(5, b"a") + frame(9, b"bc") + frame(20, b""))
+    write("wal_frames", "torn-tail", frame(1, b"abc") + frame(2, b"defg")[:-2])
+
+    write("checkpoint", "empty", checkpoint(0, []))
+    write("checkpoint", "one", checkpoint(7, [(0, b"version", b"\x01")]))
+    write("checkpoint", "all-trees", checkpoint(
+        123, [(t, b"key-%d" % t, bytes(range(t * 3))) for t in range(TREES)]))
+
+    for i, p in enumerate(PATHS):
+        write("artifact_path", "%02d" % i, p.encode())
+
+
+if __name__ == "__main__":
+    main()
