@@ -18,9 +18,9 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
 use quiver_benches::{
-    advance_batch, bench_dir, fill_series, ingest_batch, memory_only_options, mib, new_run,
-    open_store, peak_rss_bytes, quiet_options, reset_peak_rss, rss_bytes, scaled, segment_files,
-    server_options, status_bytes, GeneratedReader, BATCH,
+    advance_batch, bench_dir, byte_sum, fill_series, ingest_batch, memory_only_options, mib,
+    new_run, open_store, peak_rss_bytes, quiet_options, reset_peak_rss, rss_bytes, scaled,
+    segment_files, server_options, status_bytes, GeneratedReader, BATCH,
 };
 use quiver_store::{Metric, Store};
 use tempfile::TempDir;
@@ -101,8 +101,8 @@ impl Ingest {
     fn finish(self) {
         let stats = self.store.metrics_stats();
         println!(
-            "  ingest: {} points in {:.1} s measured ({:.2} M points/s overall); {} segments \
-             written by background flushes, {} points still buffered",
+            "  ingest: {} points in {:.1} s of logging, warm-up included ({:.2} M points/s); \
+             {} segments written by background flushes, {} points still buffered",
             self.points,
             self.busy.as_secs_f64(),
             self.points as f64 / self.busy.as_secs_f64() / 1e6,
@@ -170,6 +170,18 @@ impl Series {
         Series { store, dir, run, n }
     }
 
+    /// Closes the store and opens it again (quiet): its segments are mapped afresh.
+    fn reopen(self) -> Series {
+        let Series { store, dir, run, n } = self;
+        store.close().expect("close");
+        Series {
+            store: open_store(dir.path(), quiet_options()),
+            dir,
+            run,
+            n,
+        }
+    }
+
     fn persist(&self) {
         self.store.flush().expect("flush");
         self.store.compact().expect("compact");
@@ -209,7 +221,7 @@ fn history_1m(c: &mut Criterion) {
     let mut g = c.benchmark_group("history_1m");
     g.sample_size(20)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(4))
         .throughput(Throughput::Elements(n));
 
     let segment: OnceCell<Series> = OnceCell::new();
@@ -285,16 +297,10 @@ fn sampled_320_of_10m(c: &mut Criterion) {
         // and compacted, then reopened so that the memory probe sees a cold mapping.
         let s = Series::fill("sampled_320_of_10m", server_options(), n);
         s.persist();
-        let Series { store, dir, run, n } = s;
-        store.close().expect("close");
-        let s = Series {
-            store: open_store(dir.path(), quiet_options()),
-            dir,
-            run,
-            n,
-        };
         s.describe("sampled_320_of_10m");
+        let s = s.reopen();
         sampled_memory_probe(&s, "sampled_320_of_10m/full_range", None);
+        let s = s.reopen();
         sampled_memory_probe(&s, "sampled_320_of_10m/mid_steps", Some(mid));
         s
     };
@@ -312,6 +318,21 @@ fn sampled_320_of_10m(c: &mut Criterion) {
         assert!(s.n >= 320);
     }
     drop(fixture);
+
+    // For comparison (no target): the same sample of a 1M-point series still in the memory
+    // buffer, as a series being logged right now is.
+    let n_buffered = scaled(1_000_000, 10_000);
+    let buffered: OnceCell<Series> = OnceCell::new();
+    g.bench_function("buffered_1m", |b| {
+        let s = buffered.get_or_init(|| {
+            let s = Series::fill("sampled_320/buffered_1m", memory_only_options(), n_buffered);
+            s.describe("sampled_320/buffered_1m");
+            s
+        });
+        assert_eq!(s.sampled(320, None), 320);
+        b.iter(|| black_box(s.sampled(320, None)));
+    });
+    drop(buffered);
     g.finish();
 }
 
@@ -337,14 +358,6 @@ fn drain(mut reader: impl Read, buf: &mut [u8]) -> u64 {
         black_box(&buf[..n]);
         total += n as u64;
     }
-}
-
-/// Sums every byte of `bytes` (forces each page in).
-fn byte_sum(bytes: &[u8]) -> u64 {
-    bytes
-        .chunks(1 << 16)
-        .map(|c| c.iter().map(|&b| b as u64).sum::<u64>())
-        .sum()
 }
 
 fn blobs(c: &mut Criterion) {
