@@ -305,14 +305,18 @@ impl MetricsStore {
             }
         }
         let buffers = s.frozen.iter().map(|f| &*f.buffer).chain([&s.active]);
-        for b in buffers {
-            if let Some(p) = b.series(id) {
-                let mut p = p.clone();
-                p.sort_storage_order();
-                parts.push(Part::Memory(p));
+        let snapshots: Vec<_> = buffers
+            .filter_map(|b| b.series(id))
+            .map(|b| b.snapshot())
+            .collect();
+        drop(s);
+        for snap in snapshots {
+            if snap.sorted {
+                parts.extend(snap.chunks.into_iter().map(Part::Memory));
+            } else {
+                parts.push(Part::Memory(Arc::new(snap.merged_sorted())));
             }
         }
-        drop(s);
         SeriesView::new(parts)
     }
 }

@@ -72,6 +72,15 @@ impl Points {
         }
     }
 
+    /// Appends all points of `other`, taking its columns as they are when `self` is empty.
+    pub(crate) fn append(&mut self, other: Points) {
+        if self.is_empty() {
+            *self = other;
+        } else {
+            self.extend(&other);
+        }
+    }
+
     /// Whether the points are strictly increasing in storage order (sorted, no duplicates).
     pub(crate) fn is_strictly_sorted(&self) -> bool {
         (1..self.len()).all(|i| latest_order(&self.key(i - 1), &self.key(i)).is_lt())

@@ -17,8 +17,8 @@ use crate::error::Result;
 pub(crate) enum Part {
     /// Rows of a Parquet segment.
     Segment(Arc<Segment>, SeriesExtent),
-    /// Points from a buffer, sorted into storage order without duplicates.
-    Memory(Points),
+    /// Points from a buffer, sorted into storage order without duplicates (shared, not copied).
+    Memory(Arc<Points>),
 }
 
 impl Part {
@@ -63,7 +63,7 @@ impl Part {
             Part::Memory(p) => {
                 let mut out = Points::default();
                 for r in ranges {
-                    out.extend(&p.slice(r.start as usize..r.end as usize));
+                    out.append(p.slice(r.start as usize..r.end as usize));
                 }
                 Ok(out)
             }
@@ -108,7 +108,7 @@ impl SeriesView {
     fn materialize(&self) -> Result<Points> {
         let mut all = Points::default();
         for p in &self.parts {
-            all.extend(&p.read_all()?);
+            all.append(p.read_all()?);
         }
         all.sort_storage_order();
         Ok(all)
@@ -126,7 +126,7 @@ impl SeriesView {
                 .map(|r| r.start.max(base) - base..r.end.min(end) - base)
                 .collect();
             if !local.is_empty() {
-                out.extend(&part.read(&local)?);
+                out.append(part.read(&local)?);
             }
             base = end;
         }

@@ -211,3 +211,35 @@ fn compaction_merges_small_segments_without_changing_reads() {
     assert_eq!(s.metrics_stats().segments, 1);
     assert_eq!(s.metric_history(&a, "x", None, None).unwrap().0.len(), 500);
 }
+
+#[test]
+fn large_buffered_series_read_like_persisted_ones() {
+    let (_d, s) = temp_store();
+    let id = new_run(&s);
+    // Several sealed buffer chunks, in order.
+    log_steps(&s, &id, "m", 0..50_000);
+    let all: Vec<i64> = (0..50_000).collect();
+    let (h, _) = s.metric_history(&id, "m", None, None).unwrap();
+    assert_eq!(h.steps(), all.as_slice());
+    let (page, next) = s
+        .metric_history(&id, "m", Some("h1.16380"), Some(10))
+        .unwrap();
+    assert_eq!(
+        page.steps(),
+        (16_380..16_390).collect::<Vec<_>>().as_slice()
+    );
+    assert!(next.is_some());
+    let sample = s
+        .sampled_metric_history(&id, "m", 320, Some((100, 40_000)))
+        .unwrap();
+    let inside: Vec<i64> = (100..=40_000).collect();
+    assert_eq!(sample.steps(), reference_sample(&inside, 320).as_slice());
+    // Then out of order: the buffer sorts on read, and the answers stay the same after flush.
+    log_steps(&s, &id, "m", 20_000..20_010); // exact duplicates
+    s.log_metric(&id, &Metric::new("m", 0.5, 1_000 + 25_000 * 10, -1))
+        .unwrap();
+    let before = s.metric_history(&id, "m", None, None).unwrap().0;
+    assert_eq!(before.len(), 50_001);
+    s.flush().unwrap();
+    assert_eq!(s.metric_history(&id, "m", None, None).unwrap().0, before);
+}
