@@ -1,0 +1,54 @@
+//! `quiver`: an MLflow-compatible tracking server on an embedded store, and admin commands.
+
+mod server;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Quiver: a fast, durable, portable run-history store for machine learning.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the MLflow tracking REST API (and the artifact proxy) from a store directory.
+    ///
+    /// Point the unmodified mlflow client at it: MLFLOW_TRACKING_URI=http://127.0.0.1:5000
+    Server {
+        /// Address to listen on.
+        #[arg(long, env = "QUIVER_HOST", default_value = "127.0.0.1")]
+        host: String,
+        /// Port to listen on (0 picks a free one; the chosen address is logged).
+        #[arg(long, env = "QUIVER_PORT", default_value_t = 5000)]
+        port: u16,
+        /// The store directory (created if missing).
+        #[arg(long, env = "QUIVER_STORE", default_value = "./quiver-data")]
+        store: PathBuf,
+    },
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QUIVER_LOG")
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server { host, port, store } => server::run(&host, port, &store),
+    }
+}

@@ -1,0 +1,56 @@
+//! # quiver-server
+//!
+//! The MLflow tracking REST API (as the unmodified `mlflow` 3.x Python client uses it) mapped
+//! onto [`quiver_store::Store`], with axum. Every MLflow route is served under both
+//! `/api/2.0/...` (the client) and `/ajax-api/2.0/...` (the web UI). Anything not implemented
+//! answers `404 ENDPOINT_NOT_FOUND` in MLflow's JSON error format.
+//!
+//! The wire format lives here only: [`wire`] reads requests with MLflow's conventions, [`json`]
+//! writes responses, [`error`] is the one mapping of store errors onto error codes and statuses.
+
+pub mod error;
+pub mod json;
+mod routes;
+pub mod wire;
+
+use std::sync::Arc;
+
+use axum::http::{Method, Uri};
+use axum::Router;
+use quiver_store::Store;
+
+pub use error::{ApiError, ApiResult};
+
+/// The version this server reports (`GET /version`): the MLflow API level it implements.
+pub const MLFLOW_COMPAT_VERSION: &str = "3.17.2";
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The store the API is served from.
+    pub store: Arc<Store>,
+}
+
+/// The whole API as an axum router.
+pub fn router(store: Arc<Store>) -> Router {
+    let state = AppState { store };
+    routes::all()
+        .fallback(not_found)
+        .with_state(state)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::endpoint_not_found(method.as_str(), uri.path())
+}
+
+/// Runs a blocking store call off the async runtime (store calls fsync and touch sled).
+pub async fn blocking<T, F>(f: F) -> ApiResult<T>
+where
+    F: FnOnce() -> ApiResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
+}

@@ -1,0 +1,26 @@
+//! The routes, one module per MLflow service.
+
+mod misc;
+
+use axum::routing::MethodRouter;
+use axum::Router;
+
+use crate::AppState;
+
+/// Registers `route` at `/api/<version>/mlflow<path>` and `/ajax-api/<version>/mlflow<path>`,
+/// as MLflow registers every RPC.
+pub(crate) fn mlflow(
+    router: Router<AppState>,
+    version: &str,
+    path: &str,
+    route: MethodRouter<AppState>,
+) -> Router<AppState> {
+    router
+        .route(&format!("/api/{version}/mlflow{path}"), route.clone())
+        .route(&format!("/ajax-api/{version}/mlflow{path}"), route)
+}
+
+/// Every route of the server.
+pub(crate) fn all() -> Router<AppState> {
+    misc::routes(Router::new())
+}
