@@ -1,6 +1,11 @@
 //! The routes, one module per MLflow service.
 
+mod artifacts;
+mod experiments;
+mod logged_models;
+mod metrics;
 mod misc;
+mod runs;
 
 use axum::routing::MethodRouter;
 use axum::Router;
@@ -22,5 +27,11 @@ pub(crate) fn mlflow(
 
 /// Every route of the server.
 pub(crate) fn all() -> Router<AppState> {
-    misc::routes(Router::new())
+    let router = Router::new();
+    let router = experiments::routes(router);
+    let router = runs::routes(router);
+    let router = metrics::routes(router);
+    let router = artifacts::routes(router);
+    let router = logged_models::routes(router);
+    misc::routes(router)
 }

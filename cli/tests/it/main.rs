@@ -1,0 +1,110 @@
+//! Integration tests that start the real `quiver` binary and speak HTTP to it.
+//! One binary for all of them (link time dominates rebuilds).
+
+mod artifacts;
+mod compat;
+mod server;
+mod tracking;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `quiver server` child process on a free loopback port, with its own store directory;
+/// killed when dropped.
+pub struct TestServer {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The store directory.
+    pub store: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh store.
+    pub fn start() -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let mut s = TestServer::start_on(&store);
+        s._dir = Some(dir);
+        s
+    }
+
+    /// Starts a server on the store at `store` (kept after the server stops).
+    pub fn start_on(store: &Path) -> TestServer {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+            .args([
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--store",
+            ])
+            .arg(store)
+            .env("QUIVER_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start quiver server");
+        let url = format!("http://127.0.0.1:{port}");
+        let server = TestServer {
+            child,
+            url,
+            store: store.to_path_buf(),
+            _dir: None,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if ureq::get(&format!("{}/health", self.url)).call().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("quiver server did not answer /health within 60 s");
+    }
+
+    /// The URL of an API path (`/api/2.0/mlflow/...`).
+    pub fn api(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns whether it exited successfully.
+    pub fn stop(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.child.wait().unwrap();
+        status.success()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An HTTP agent that returns 4xx/5xx responses as values instead of errors.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}

@@ -1,0 +1,10 @@
+//! Routes of the logged models service.
+
+use axum::Router;
+
+use crate::AppState;
+
+/// Registers this module's routes.
+pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
+}
