@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 /// A `quiver server` child process on a free loopback port, with its own store directory;
 /// killed when dropped.
+#[derive(Debug)]
 pub struct TestServer {
     child: Child,
     /// `http://127.0.0.1:<port>`.
