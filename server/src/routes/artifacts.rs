@@ -1,10 +1,437 @@
-//! Routes of the artifacts service.
+//! Routes of the artifacts services: the proxied artifact store (`mlflow-artifacts`, which the
+//! client uses to upload, download, list and delete files), and the run-scoped reads of the
+//! tracking service (`mlflow/artifacts/list`, `/get-artifact`) that the web UI uses.
+//!
+//! Bodies are streamed both ways, never buffered: an upload goes from the socket through a
+//! blocking reader into [`quiver_store::Store::put_artifact`], a download from the blob file to
+//! the socket. Memory stays bounded whatever the size, and the upload route has no body limit.
+//!
+//! Store paths are those of MLflow's `--artifacts-destination`: `<exp>/<run>/artifacts/<file>`
+//! for a run whose `artifact_uri` is `mlflow-artifacts:/<exp>/<run>/artifacts`.
 
-use axum::Router;
+use std::io::{self, Read};
 
-use crate::AppState;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, MethodRouter};
+use axum::{Json, Router};
+use futures_util::TryStreamExt;
+use quiver_store::artifact_path;
+use quiver_store::{ArtifactListEntry, Store};
+use serde_json::{json, Map, Value};
+use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
+
+use super::mlflow;
+use crate::wire::Fields;
+use crate::{blocking, ApiError, ApiResult, AppState};
+
+/// Read size when streaming a file to a client.
+const DOWNLOAD_CHUNK: usize = 256 << 10;
 
 /// Registers this module's routes.
 pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
+    let file = get(download)
+        .put(upload)
+        .delete(delete)
+        // Uploads are streamed into the store: no size limit (the extractors used here do not
+        // buffer, this makes that explicit).
+        .layer(DefaultBodyLimit::disable());
+    let dir = get(list).put(no_file_name).delete(no_file_name);
+    let router = proxied(router, "/artifacts/{*path}", file);
+    let router = proxied(router, "/artifacts", dir.clone());
+    let router = proxied(router, "/artifacts/", dir);
+    let router = mlflow(router, "2.0", "/artifacts/list", get(list_run_artifacts));
+    router.route("/get-artifact", get(get_run_artifact))
+}
+
+/// Registers `route` at `/api/2.0/mlflow-artifacts<path>` and its `/ajax-api` twin.
+fn proxied(
+    router: Router<AppState>,
+    path: &str,
+    route: MethodRouter<AppState>,
+) -> Router<AppState> {
     router
+        .route(&format!("/api/2.0/mlflow-artifacts{path}"), route.clone())
+        .route(&format!("/ajax-api/2.0/mlflow-artifacts{path}"), route)
+}
+
+/// The store path of a file named in a request: normalized, and naming a file (not the root,
+/// not a directory with a trailing slash).
+fn file_path(raw: &str) -> ApiResult<String> {
+    let path = artifact_path::normalize(raw)?;
+    if path.is_empty() || raw.ends_with('/') {
+        return Err(ApiError::invalid(format!(
+            "Invalid path {raw:?}: an artifact path must end with a file name"
+        )));
+    }
+    Ok(path)
+}
+
+/// The path captured by a `{*path}` route (percent-decoded), or a 400 if it does not decode.
+fn captured(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+    path.map(|Path(p)| p)
+        .map_err(|e| ApiError::invalid(format!("Invalid path: {e}")))
+}
+
+/// `PUT`/`DELETE` on the artifact root: there is no file name.
+async fn no_file_name() -> ApiError {
+    ApiError::invalid("Invalid path: an artifact path must end with a file name")
+}
+
+/// A reader that remembers why it failed, so that a broken request body is told apart from a
+/// failure of the store.
+struct BodyReader<R> {
+    inner: R,
+    error: Option<String>,
+}
+
+impl<R: Read> Read for BodyReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner
+            .read(buf)
+            .inspect_err(|e| self.error = Some(e.to_string()))
+    }
+}
+
+/// `PUT /api/2.0/mlflow-artifacts/artifacts/<path>`: streams the body into the store.
+async fn upload(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let path = file_path(&captured(path)?)?;
+    let stream = body.into_data_stream().map_err(io::Error::other);
+    // Created here, on the runtime, and read on a blocking thread.
+    let inner = SyncIoBridge::new(StreamReader::new(stream));
+    let store = state.store.clone();
+    blocking(move || {
+        let mut reader = BodyReader { inner, error: None };
+        match store.put_artifact(&path, &mut reader) {
+            Ok(_) => Ok(()),
+            Err(e) => match reader.error {
+                Some(cause) => {
+                    tracing::debug!(%path, %cause, "upload interrupted");
+                    Err(ApiError::invalid(format!(
+                        "Reading the request body failed: {cause}"
+                    )))
+                }
+                None => Err(e.into()),
+            },
+        }
+    })
+    .await?;
+    Ok(Json(json!({})))
+}
+
+/// `GET /api/2.0/mlflow-artifacts/artifacts/<path>`: streams the file.
+async fn download(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let path = file_path(&captured(path)?)?;
+    send_file(state.store.clone(), path).await
+}
+
+/// `DELETE /api/2.0/mlflow-artifacts/artifacts/<path>`: the file, or everything under a
+/// directory. A path that does not exist is not an error.
+async fn delete(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    let raw = captured(path)?;
+    let path = artifact_path::normalize(&raw)?;
+    if path.is_empty() {
+        // Never "delete everything" through a path that normalizes to the root ("." or "./").
+        return Err(ApiError::invalid(format!(
+            "Invalid path {raw:?}: refusing to delete the artifact root"
+        )));
+    }
+    let store = state.store.clone();
+    blocking(move || Ok(store.delete_artifacts(&path)?)).await?;
+    Ok(Json(json!({})))
+}
+
+/// `GET /api/2.0/mlflow-artifacts/artifacts?path=<dir>`: the entries directly under `dir` (the
+/// root if absent) by base name; a file or a missing directory lists as `{}`.
+async fn list(State(state): State<AppState>, fields: Fields) -> ApiResult<Json<Value>> {
+    let dir = artifact_path::normalize(&fields.opt_str("path")?.unwrap_or_default())?;
+    let store = state.store.clone();
+    let entries = blocking(move || Ok(store.list_artifacts(&dir)?)).await?;
+    let files = entries.iter().map(|e| file_info(&e.path, e)).collect();
+    let mut obj = Map::new();
+    crate::json::put_list(&mut obj, "files", files);
+    Ok(Json(Value::Object(obj)))
+}
+
+/// `GET /api/2.0/mlflow/artifacts/list?run_id=R&path=p`: the run's artifact root and the entries
+/// directly under `p` in it, with paths relative to that root (`dir/b.txt`).
+async fn list_run_artifacts(
+    State(state): State<AppState>,
+    fields: Fields,
+) -> ApiResult<Json<Value>> {
+    let run_id = fields.run_id()?;
+    let dir = artifact_path::normalize(&fields.opt_str("path")?.unwrap_or_default())?;
+    // `page_token` is accepted and ignored: a listing is one page.
+    fields.opt_str("page_token")?;
+    let store = state.store.clone();
+    let listed = dir.clone();
+    let (root_uri, entries) = blocking(move || {
+        let uri = store.get_run(&run_id)?.info.artifact_uri;
+        let entries = match served_root(&uri)? {
+            Some(root) => store.list_artifacts(&artifact_path::join(&root, &listed))?,
+            None => Vec::new(),
+        };
+        Ok((uri, entries))
+    })
+    .await?;
+    let files = entries
+        .iter()
+        .map(|e| file_info(&artifact_path::join(&dir, &e.path), e))
+        .collect();
+    let mut obj = Map::new();
+    obj.insert("root_uri".into(), json!(root_uri));
+    crate::json::put_list(&mut obj, "files", files);
+    Ok(Json(Value::Object(obj)))
+}
+
+/// `GET /get-artifact?run_id=R&path=p` (the web UI's previews): the file `p` of run `R`.
+async fn get_run_artifact(State(state): State<AppState>, fields: Fields) -> ApiResult<Response> {
+    let run_id = fields.run_id()?;
+    let rel = file_path(&fields.req_str("path")?)?;
+    let store = state.store.clone();
+    let path = {
+        let store = store.clone();
+        blocking(move || {
+            let uri = store.get_run(&run_id)?.info.artifact_uri;
+            match served_root(&uri)? {
+                Some(root) => Ok(artifact_path::join(&root, &rel)),
+                None => Err(not_served(&run_id, &uri)),
+            }
+        })
+        .await?
+    };
+    send_file(store, path).await
+}
+
+fn not_served(run_id: &str, uri: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "The artifacts of run {run_id} are at '{uri}', which this server does not serve"
+    ))
+}
+
+/// The store directory of an artifact URI this server serves (`mlflow-artifacts:/<path>` or
+/// `mlflow-artifacts://<host>/<path>`); `None` for any other scheme (`file:`, `s3:` ...), whose
+/// artifacts the client reads and writes directly.
+fn served_root(uri: &str) -> ApiResult<Option<String>> {
+    let Some(rest) = uri.strip_prefix("mlflow-artifacts:") else {
+        return Ok(None);
+    };
+    let rest = match rest.strip_prefix("//") {
+        Some(authority_and_path) => authority_and_path
+            .find('/')
+            .map_or("", |i| &authority_and_path[i..]),
+        None => rest,
+    };
+    Ok(Some(artifact_path::normalize(
+        rest.trim_start_matches('/'),
+    )?))
+}
+
+/// A `FileInfo`: `path`, `is_dir`, and `file_size` for files only.
+fn file_info(path: &str, entry: &ArtifactListEntry) -> Value {
+    let mut obj = Map::new();
+    obj.insert("path".into(), json!(path));
+    obj.insert("is_dir".into(), json!(entry.is_dir));
+    if let Some(size) = entry.size {
+        obj.insert("file_size".into(), json!(size));
+    }
+    Value::Object(obj)
+}
+
+/// Streams the file at store path `path` as an attachment. A directory is a 400, a missing
+/// file a 404 `No such artifact`.
+async fn send_file(store: std::sync::Arc<Store>, path: String) -> ApiResult<Response> {
+    let (entry, file) = blocking(move || match store.open_artifact(&path) {
+        Ok(found) => Ok(found),
+        Err(quiver_store::Error::NotFound(_)) => {
+            if store.list_artifacts(&path)?.is_empty() {
+                Err(ApiError::not_found(format!("No such artifact: '{path}'")))
+            } else {
+                Err(ApiError::invalid(format!(
+                    "Artifact path refers to a directory, not a file: '{path}'"
+                )))
+            }
+        }
+        Err(e) => Err(e.into()),
+    })
+    .await?;
+    let name = artifact_path::split_last(&entry.path).1;
+    let stream = ReaderStream::with_capacity(tokio::fs::File::from_std(file), DOWNLOAD_CHUNK);
+    let mut response = Body::from_stream(stream).into_response();
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&content_type(name)).expect("mime types are header-safe"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.size));
+    headers.insert(header::CONTENT_DISPOSITION, content_disposition(name));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(response)
+}
+
+/// Files MLflow serves as `text/plain` whatever their type, by extension (or whole name for
+/// files without one) — `mlflow/utils/mime_type_utils.py`.
+const TEXT_EXTENSIONS: &[&str] = &[
+    "txt",
+    "log",
+    "err",
+    "cfg",
+    "conf",
+    "cnf",
+    "cf",
+    "ini",
+    "properties",
+    "prop",
+    "hocon",
+    "toml",
+    "yaml",
+    "yml",
+    "xml",
+    "json",
+    "js",
+    "py",
+    "py3",
+    "csv",
+    "tsv",
+    "md",
+    "rst",
+    "MLmodel",
+    "MLproject",
+];
+
+/// The `Content-Type` of a downloaded file named `name`, as MLflow's `_guess_mime_type`: the
+/// text extensions above are `text/plain`, others are guessed from the extension, and what
+/// cannot be guessed is `application/octet-stream`. Text types carry `charset=utf-8`, as
+/// MLflow's server adds.
+fn content_type(name: &str) -> String {
+    // As Python's os.path.splitext: leading dots belong to the name (".bashrc" has none).
+    let stem_start = name.len() - name.trim_start_matches('.').len();
+    let ext = match name[stem_start..].rfind('.') {
+        Some(i) => &name[stem_start + i + 1..],
+        None => "",
+    };
+    let ext = if ext.is_empty() { name } else { ext };
+    let mime = if TEXT_EXTENSIONS.contains(&ext) {
+        "text/plain".to_string()
+    } else {
+        mime_guess::from_path(name)
+            .first()
+            .map_or_else(|| "application/octet-stream".into(), |m| m.to_string())
+    };
+    if mime.starts_with("text/") && !mime.contains("charset") {
+        format!("{mime}; charset=utf-8")
+    } else {
+        mime
+    }
+}
+
+/// `attachment; filename="<name>"`, with an RFC 5987 `filename*` when the name is not plain
+/// printable ASCII (the plain `filename` then gets a sanitized fallback).
+fn content_disposition(name: &str) -> HeaderValue {
+    let plain = name
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
+    let value = if plain {
+        format!("attachment; filename=\"{name}\"")
+    } else {
+        let fallback: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii() && !c.is_ascii_control() && c != '"' && c != '\\' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let mut encoded = String::with_capacity(name.len() * 3);
+        for b in name.bytes() {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                encoded.push(b as char);
+            } else {
+                encoded.push_str(&format!("%{b:02X}"));
+            }
+        }
+        format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+    };
+    HeaderValue::from_str(&value).expect("only printable ASCII is left")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_follow_mlflow() {
+        assert_eq!(content_type("MLmodel"), "text/plain; charset=utf-8");
+        assert_eq!(content_type("MLproject"), "text/plain; charset=utf-8");
+        assert_eq!(content_type("a.txt"), "text/plain; charset=utf-8");
+        assert_eq!(content_type("conf.json"), "text/plain; charset=utf-8");
+        assert_eq!(content_type("a.tar.yaml"), "text/plain; charset=utf-8");
+        assert_eq!(content_type("model.pkl"), "application/octet-stream");
+        assert_eq!(content_type("noext"), "application/octet-stream");
+        assert_eq!(content_type(".bashrc"), "application/octet-stream");
+        assert_eq!(content_type("fig.png"), "image/png");
+        assert_eq!(content_type("page.html"), "text/html; charset=utf-8");
+    }
+
+    #[test]
+    fn content_disposition_is_always_a_valid_header() {
+        assert_eq!(
+            content_disposition("a b.txt"),
+            "attachment; filename=\"a b.txt\""
+        );
+        let v = content_disposition("日本\"x\".txt");
+        let v = v.to_str().unwrap();
+        assert!(v.starts_with("attachment; filename=\"___x_.txt\";"), "{v}");
+        assert!(
+            v.contains("filename*=UTF-8''%E6%97%A5%E6%9C%AC%22x%22.txt"),
+            "{v}"
+        );
+        content_disposition("a\r\nb\u{7f}");
+    }
+
+    #[test]
+    fn served_roots() {
+        assert_eq!(
+            served_root("mlflow-artifacts:/1/r/artifacts").unwrap(),
+            Some("1/r/artifacts".into())
+        );
+        assert_eq!(
+            served_root("mlflow-artifacts://host:5000/1/r/artifacts").unwrap(),
+            Some("1/r/artifacts".into())
+        );
+        assert_eq!(served_root("file:///tmp/x").unwrap(), None);
+        assert!(served_root("mlflow-artifacts:/../x").is_err());
+    }
+
+    #[test]
+    fn file_paths_need_a_name() {
+        assert_eq!(
+            file_path("1/r/artifacts/a.txt").unwrap(),
+            "1/r/artifacts/a.txt"
+        );
+        for bad in ["", ".", "a/", "../x", "/etc/passwd", "a\\b"] {
+            let e = file_path(bad).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad:?}");
+            assert!(e.message.starts_with("Invalid path"), "{e}");
+        }
+    }
 }
