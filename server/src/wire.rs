@@ -6,7 +6,6 @@
 //! numeric strings, doubles as `"NaN"`/`"Infinity"`, lowerCamel aliases, `run_uuid` for
 //! `run_id`, unknown fields ignored) and MLflow's error messages.
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, Method};
 use serde_json::{Map, Value};
@@ -22,6 +21,8 @@ pub struct Fields {
     map: Map<String, Value>,
     /// Size of the JSON body in bytes (0 for GET).
     pub body_len: usize,
+    /// Where these fields sit in the request (`metrics[0].`), prefixed to names in errors.
+    path: String,
 }
 
 fn snake_to_camel(name: &str) -> String {
@@ -40,6 +41,7 @@ fn snake_to_camel(name: &str) -> String {
     out
 }
 
+/// MLflow's error for a field of the wrong type or out of range.
 fn invalid_value(name: &str, v: &Value) -> ApiError {
     ApiError::invalid(format!(
         "Invalid value {v} for parameter '{name}' supplied. See the API docs for more \
@@ -47,6 +49,7 @@ fn invalid_value(name: &str, v: &Value) -> ApiError {
     ))
 }
 
+/// MLflow's error for a required field that is absent or empty.
 fn missing(name: &str) -> ApiError {
     ApiError::invalid(format!(
         "Missing value for required parameter '{name}'. See the API docs for more information \
@@ -57,7 +60,34 @@ fn missing(name: &str) -> ApiError {
 impl Fields {
     /// Fields from a JSON object.
     pub fn from_map(map: Map<String, Value>) -> Self {
-        Fields { map, body_len: 0 }
+        Fields {
+            map,
+            body_len: 0,
+            path: String::new(),
+        }
+    }
+
+    fn nested(map: Map<String, Value>, path: String) -> Self {
+        Fields {
+            map,
+            body_len: 0,
+            path,
+        }
+    }
+
+    /// The name of field `name` as errors spell it (`metrics[0].timestamp` in a list element).
+    pub fn path_of(&self, name: &str) -> String {
+        format!("{}{name}", self.path)
+    }
+
+    /// The "missing required field" error for field `name` of these fields.
+    pub fn missing(&self, name: &str) -> ApiError {
+        missing(&self.path_of(name))
+    }
+
+    /// The "invalid value" error for field `name` of these fields.
+    pub fn invalid(&self, name: &str, v: &Value) -> ApiError {
+        invalid_value(&self.path_of(name), v)
     }
 
     /// The raw value of field `name` (or its lowerCamel spelling); null counts as absent.
@@ -75,7 +105,7 @@ impl Fields {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(v.to_string())),
-            Some(v) => Err(invalid_value(name, v)),
+            Some(v) => Err(self.invalid(name, v)),
         }
     }
 
@@ -83,7 +113,7 @@ impl Fields {
     pub fn req_str(&self, name: &str) -> Result<String, ApiError> {
         self.opt_str(name)?
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| missing(name))
+            .ok_or_else(|| self.missing(name))
     }
 
     /// The run id: `run_id`, else its deprecated alias `run_uuid`.
@@ -93,7 +123,7 @@ impl Fields {
             None => self
                 .opt_str("run_uuid")?
                 .filter(|s| !s.is_empty())
-                .ok_or_else(|| missing("run_id")),
+                .ok_or_else(|| self.missing("run_id")),
         }
     }
 
@@ -101,21 +131,26 @@ impl Fields {
     pub fn opt_i64(&self, name: &str) -> Result<Option<i64>, ApiError> {
         match self.raw(name) {
             None => Ok(None),
-            Some(v) => as_i64(v).map(Some).ok_or_else(|| invalid_value(name, v)),
+            Some(v) => as_i64(v).map(Some).ok_or_else(|| self.invalid(name, v)),
         }
     }
 
     /// A required int64 field.
     pub fn req_i64(&self, name: &str) -> Result<i64, ApiError> {
-        self.opt_i64(name)?.ok_or_else(|| missing(name))
+        self.opt_i64(name)?.ok_or_else(|| self.missing(name))
     }
 
     /// A double field: a number, a numeric string, or `"NaN"`, `"Infinity"`, `"-Infinity"`.
     pub fn opt_f64(&self, name: &str) -> Result<Option<f64>, ApiError> {
         match self.raw(name) {
             None => Ok(None),
-            Some(v) => as_f64(v).map(Some).ok_or_else(|| invalid_value(name, v)),
+            Some(v) => as_f64(v).map(Some).ok_or_else(|| self.invalid(name, v)),
         }
+    }
+
+    /// A required double field.
+    pub fn req_f64(&self, name: &str) -> Result<f64, ApiError> {
+        self.opt_f64(name)?.ok_or_else(|| self.missing(name))
     }
 
     /// A bool field (`true`/`false`, also as strings from a query).
@@ -125,7 +160,7 @@ impl Fields {
             Some(Value::Bool(b)) => Ok(Some(*b)),
             Some(Value::String(s)) if s == "true" => Ok(Some(true)),
             Some(Value::String(s)) if s == "false" => Ok(Some(false)),
-            Some(v) => Err(invalid_value(name, v)),
+            Some(v) => Err(self.invalid(name, v)),
         }
     }
 
@@ -138,12 +173,12 @@ impl Fields {
                 .map(|v| match v {
                     Value::String(s) => Ok(s.clone()),
                     Value::Number(n) => Ok(n.to_string()),
-                    other => Err(invalid_value(name, other)),
+                    other => Err(self.invalid(name, other)),
                 })
                 .collect(),
             Some(Value::String(s)) => Ok(vec![s.clone()]),
             Some(Value::Number(n)) => Ok(vec![n.to_string()]),
-            Some(v) => Err(invalid_value(name, v)),
+            Some(v) => Err(self.invalid(name, v)),
         }
     }
 
@@ -154,21 +189,28 @@ impl Fields {
             None => Ok(Vec::new()),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|v| match v {
-                    Value::Object(m) => Ok(Fields::from_map(m.clone())),
-                    other => Err(invalid_value(name, other)),
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::Object(m) => Ok(Fields::nested(
+                        m.clone(),
+                        format!("{}{name}[{i}].", self.path),
+                    )),
+                    other => Err(self.invalid(name, other)),
                 })
                 .collect(),
-            Some(v) => Err(invalid_value(name, v)),
+            Some(v) => Err(self.invalid(name, v)),
         }
     }
 
-    /// A nested message field.
+    /// A nested message field; `name` prefixes errors (`datasets[0].dataset.name`).
     pub fn object(&self, name: &str) -> Result<Option<Fields>, ApiError> {
         match self.raw(name) {
             None => Ok(None),
-            Some(Value::Object(m)) => Ok(Some(Fields::from_map(m.clone()))),
-            Some(v) => Err(invalid_value(name, v)),
+            Some(Value::Object(m)) => Ok(Some(Fields::nested(
+                m.clone(),
+                format!("{}{name}.", self.path),
+            ))),
+            Some(v) => Err(self.invalid(name, v)),
         }
     }
 
@@ -264,7 +306,7 @@ fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
 impl<S: Send + Sync> FromRequest<S> for Fields {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         if req.method() == Method::GET || req.method() == Method::HEAD {
             return Ok(query_fields(req.uri().query().unwrap_or("")));
         }
@@ -276,15 +318,14 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
                 let essence = v.split(';').next().unwrap_or("").trim();
                 essence.eq_ignore_ascii_case("application/json")
             });
-        let bytes = Bytes::from_request(req, state)
+        // Our own limit, not axum's default 2 MB one: a JSON body may be up to MAX_JSON_BODY.
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON_BODY)
             .await
-            .map_err(|e| ApiError::invalid(format!("Unreadable request body: {e}")))?;
-        if bytes.len() > MAX_JSON_BODY {
-            return Err(ApiError::invalid(format!(
-                "Request body of {} bytes exceeds the limit of {MAX_JSON_BODY} bytes",
-                bytes.len()
-            )));
-        }
+            .map_err(|e| {
+                ApiError::invalid(format!(
+                    "Request body unreadable or larger than {MAX_JSON_BODY} bytes: {e}"
+                ))
+            })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Fields::default());
         }
@@ -304,6 +345,7 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
             Value::Object(map) => Ok(Fields {
                 map,
                 body_len: bytes.len(),
+                path: String::new(),
             }),
             _ => Err(ApiError::invalid("The request body must be a JSON object")),
         }
@@ -343,6 +385,31 @@ mod tests {
         assert!(e
             .message
             .contains("Missing value for required parameter 'missing_one'"));
+    }
+
+    #[test]
+    fn errors_in_list_elements_name_their_path() {
+        let f = Fields::from_map(
+            serde_json::json!({"metrics": [{"key": "a", "timestamp": 1}, {"key": "b"}],
+                               "datasets": [{"dataset": {"name": 3, "digest": {}}}]})
+            .as_object()
+            .unwrap()
+            .clone(),
+        );
+        let metrics = f.list("metrics").unwrap();
+        assert_eq!(metrics[0].req_i64("timestamp").unwrap(), 1);
+        let e = metrics[1].req_i64("timestamp").unwrap_err();
+        assert!(e
+            .message
+            .contains("Missing value for required parameter 'metrics[1].timestamp'"));
+        let ds = f.list("datasets").unwrap()[0]
+            .object("dataset")
+            .unwrap()
+            .unwrap();
+        let e = ds.opt_str("digest").unwrap_err();
+        assert!(e
+            .message
+            .contains("Invalid value {} for parameter 'datasets[0].dataset.digest' supplied"));
     }
 
     #[test]

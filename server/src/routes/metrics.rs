@@ -1,10 +1,292 @@
-//! Routes of the metrics service.
+//! Routes of metric reads: `metrics/get-history` (paged), `metrics/get-history-bulk-interval`
+//! (sampled, several runs) and the web UI's `ajax-api/.../metrics/get-history-bulk`.
+//!
+//! Histories can hold millions of points, so responses are written straight from the
+//! [`MetricHistory`] columns into one buffer (no `serde_json::Value` per point), on the blocking
+//! pool next to the store read.
 
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
+use quiver_store::MetricHistory;
 
-use crate::AppState;
+use super::mlflow;
+use super::runs::search::invalid_max_results;
+use crate::error::{ApiError, ApiResult};
+use crate::wire::Fields;
+use crate::{blocking, AppState};
+
+/// Most runs in one bulk request.
+const MAX_RUNS_PER_BULK_REQUEST: usize = 100;
+/// Most points per run of `get-history-bulk-interval` (and its default).
+const MAX_RESULTS_PER_RUN: i64 = 2500;
+/// Most points of `get-history-bulk` (and its default).
+const MAX_HISTORY_BULK_RESULTS: i64 = 25_000;
 
 /// Registers this module's routes.
 pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
-    router
+    let r = mlflow(router, "2.0", "/metrics/get-history", get(get_history));
+    let r = mlflow(
+        r,
+        "2.0",
+        "/metrics/get-history-bulk-interval",
+        get(get_history_bulk_interval),
+    );
+    // Not a proto RPC: the web UI's endpoint, served under /ajax-api only.
+    r.route(
+        "/ajax-api/2.0/mlflow/metrics/get-history-bulk",
+        get(get_history_bulk),
+    )
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Appends `v` as JSON (strings escaped, numbers in their shortest round-trip form).
+fn put<T: serde::Serialize + ?Sized>(buf: &mut Vec<u8>, v: &T) {
+    serde_json::to_writer(&mut *buf, v).expect("serializing into a Vec cannot fail");
+}
+
+/// Appends a double as protobuf-JSON spells it (`"NaN"`, `"Infinity"`, `"-Infinity"`).
+fn put_double(buf: &mut Vec<u8>, v: f64) {
+    if v.is_nan() {
+        buf.extend_from_slice(b"\"NaN\"");
+    } else if v == f64::INFINITY {
+        buf.extend_from_slice(b"\"Infinity\"");
+    } else if v == f64::NEG_INFINITY {
+        buf.extend_from_slice(b"\"-Infinity\"");
+    } else {
+        put(buf, &v);
+    }
+}
+
+/// Appends the points of `h` as metric objects, each preceded by a comma unless it is the first
+/// element of the enclosing array (`*first`). With `run_id`, each point carries it and only the
+/// `MetricWithRunId` fields; without, points carry their model and dataset.
+fn put_points(buf: &mut Vec<u8>, h: &MetricHistory, run_id: Option<&str>, first: &mut bool) {
+    let mut key = Vec::with_capacity(h.key().len() + 2);
+    put(&mut key, h.key());
+    let run = run_id.map(|r| {
+        let mut v = Vec::with_capacity(r.len() + 2);
+        put(&mut v, r);
+        v
+    });
+    buf.reserve(h.len() * (key.len() + run.as_ref().map_or(0, Vec::len) + 80));
+    let (values, timestamps, steps) = (h.values(), h.timestamps(), h.steps());
+    for i in 0..h.len() {
+        if !std::mem::take(first) {
+            buf.push(b',');
+        }
+        buf.extend_from_slice(b"{\"key\":");
+        buf.extend_from_slice(&key);
+        buf.extend_from_slice(b",\"value\":");
+        put_double(buf, values[i]);
+        buf.extend_from_slice(b",\"timestamp\":");
+        put(buf, &timestamps[i]);
+        buf.extend_from_slice(b",\"step\":");
+        put(buf, &steps[i]);
+        match &run {
+            Some(run) => {
+                buf.extend_from_slice(b",\"run_id\":");
+                buf.extend_from_slice(run);
+            }
+            None => {
+                if let Some(m) = h.model_id(i) {
+                    buf.extend_from_slice(b",\"model_id\":");
+                    put(buf, m);
+                }
+                let (name, digest) = h.dataset(i);
+                if let Some(n) = name {
+                    buf.extend_from_slice(b",\"dataset_name\":");
+                    put(buf, n);
+                }
+                if let Some(d) = digest {
+                    buf.extend_from_slice(b",\"dataset_digest\":");
+                    put(buf, d);
+                }
+            }
+        }
+        buf.push(b'}');
+    }
+}
+
+/// The body of a `get-history` page: `{"metrics": [...], "next_page_token": ...}`, with empty
+/// and unset fields omitted.
+pub(crate) fn history_page_json(h: &MetricHistory, next_page_token: Option<&str>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    buf.push(b'{');
+    if !h.is_empty() {
+        buf.extend_from_slice(b"\"metrics\":[");
+        put_points(&mut buf, h, None, &mut true);
+        buf.push(b']');
+    }
+    if let Some(token) = next_page_token {
+        if !h.is_empty() {
+            buf.push(b',');
+        }
+        buf.extend_from_slice(b"\"next_page_token\":");
+        put(&mut buf, token);
+    }
+    buf.push(b'}');
+    buf
+}
+
+/// `GET metrics/get-history?run_id=&metric_key=&max_results=&page_token=` → one page of the
+/// history in (timestamp, step, value) order; an unknown run gives `{}`.
+async fn get_history(State(s): State<AppState>, f: Fields) -> ApiResult<Response> {
+    let run_id = f.run_id()?;
+    let key = f.req_str("metric_key")?;
+    let max_results = match f.opt_i64("max_results")? {
+        None => None,
+        Some(n) if n > 0 => Some(n as u64),
+        Some(n) => return Err(invalid_max_results(n, "It must be a positive integer")),
+    };
+    let token = f.opt_str("page_token")?.filter(|t| !t.is_empty());
+    let body = blocking(move || {
+        let (h, next) = s
+            .store
+            .metric_history(&run_id, &key, token.as_deref(), max_results)?;
+        Ok(history_page_json(&h, next.as_deref()))
+    })
+    .await?;
+    Ok(json_response(body))
+}
+
+/// `GET metrics/get-history-bulk-interval?run_ids=..&metric_key=&start_step=&end_step=&max_results=`
+/// → `{"metrics": [{key, value, timestamp, step, run_id}]}`: up to `max_results` sampled points
+/// per run (the last one always kept), by run id, then in step order.
+async fn get_history_bulk_interval(State(s): State<AppState>, f: Fields) -> ApiResult<Response> {
+    let mut run_ids = f.str_list("run_ids")?;
+    if run_ids.is_empty() {
+        return Err(f.missing("run_ids"));
+    }
+    if run_ids.len() > MAX_RUNS_PER_BULK_REQUEST {
+        return Err(ApiError::invalid(format!(
+            "GetMetricHistoryBulkInterval request must specify at most \
+             {MAX_RUNS_PER_BULK_REQUEST} run_ids. Received {} run_ids.",
+            run_ids.len()
+        )));
+    }
+    let key = f.req_str("metric_key")?;
+    let steps = match (f.opt_i64("start_step")?, f.opt_i64("end_step")?) {
+        (None, None) => None,
+        (Some(start), Some(end)) => {
+            if start > end {
+                return Err(ApiError::invalid(format!(
+                    "end_step must be greater than start_step. Found start_step={start} and \
+                     end_step={end}."
+                )));
+            }
+            Some((start, end))
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "If either start step or end step are specified, both must be specified.",
+            ))
+        }
+    };
+    let max_results = f.opt_i64("max_results")?.unwrap_or(MAX_RESULTS_PER_RUN);
+    if !(1..=MAX_RESULTS_PER_RUN).contains(&max_results) {
+        return Err(ApiError::invalid(format!(
+            "max_results must be between 1 and {MAX_RESULTS_PER_RUN}."
+        )));
+    }
+    run_ids.sort();
+    run_ids.dedup();
+    let body = blocking(move || {
+        let mut buf = Vec::new();
+        buf.push(b'{');
+        let mut first = true;
+        for run_id in &run_ids {
+            let h = s
+                .store
+                .sampled_metric_history(run_id, &key, max_results as u64, steps)?;
+            if h.is_empty() {
+                continue;
+            }
+            if first {
+                buf.extend_from_slice(b"\"metrics\":[");
+            }
+            put_points(&mut buf, &h, Some(run_id), &mut first);
+        }
+        if !first {
+            buf.push(b']');
+        }
+        buf.push(b'}');
+        Ok(buf)
+    })
+    .await?;
+    Ok(json_response(body))
+}
+
+/// `GET /ajax-api/2.0/mlflow/metrics/get-history-bulk?run_id=..&metric_key=&max_results=` →
+/// `{"metrics": [{key, value, timestamp, step, run_id}]}`: the histories of the runs, sorted by
+/// run id, each in history order, at most `max_results` points in all.
+async fn get_history_bulk(State(s): State<AppState>, f: Fields) -> ApiResult<Response> {
+    let mut run_ids = f.str_list("run_id")?;
+    if run_ids.is_empty() {
+        return Err(ApiError::invalid(
+            "GetMetricHistoryBulk request must specify at least one run_id.",
+        ));
+    }
+    if run_ids.len() > MAX_RUNS_PER_BULK_REQUEST {
+        return Err(ApiError::invalid(format!(
+            "GetMetricHistoryBulk request cannot specify more than {MAX_RUNS_PER_BULK_REQUEST} \
+             run_ids. Received {} run_ids.",
+            run_ids.len()
+        )));
+    }
+    let key = f
+        .opt_str("metric_key")?
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid("GetMetricHistoryBulk request must specify a metric_key.")
+        })?;
+    let max_results = f
+        .opt_i64("max_results")?
+        .unwrap_or(MAX_HISTORY_BULK_RESULTS)
+        .min(MAX_HISTORY_BULK_RESULTS);
+    if max_results < 1 {
+        return Err(invalid_max_results(
+            max_results,
+            "It must be a positive integer",
+        ));
+    }
+    run_ids.sort();
+    let body = blocking(move || {
+        let mut buf = Vec::new();
+        buf.extend_from_slice(b"{\"metrics\":[");
+        let mut first = true;
+        let mut left = max_results as u64;
+        for run_id in &run_ids {
+            if left == 0 {
+                break;
+            }
+            let (h, _) = s.store.metric_history(run_id, &key, None, Some(left))?;
+            left -= h.len() as u64;
+            put_points(&mut buf, &h, Some(run_id), &mut first);
+        }
+        buf.extend_from_slice(b"]}");
+        Ok(buf)
+    })
+    .await?;
+    Ok(json_response(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_history_is_an_empty_object() {
+        let h = MetricHistory::default();
+        assert_eq!(history_page_json(&h, None), b"{}");
+        assert_eq!(
+            history_page_json(&h, Some("t")),
+            br#"{"next_page_token":"t"}"#
+        );
+    }
 }

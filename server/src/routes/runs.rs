@@ -1,10 +1,533 @@
-//! Routes of the runs service.
+//! Routes of the runs service: create, get, update, delete, restore, set-tag, delete-tag,
+//! log-parameter, log-metric, log-batch, log-inputs, search.
 
-use axum::Router;
+pub(crate) mod search;
 
-use crate::AppState;
+use std::cmp::Ordering;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use quiver_store::{
+    CreateRun, Dataset, DatasetInput, Metric, Param, Run, RunStatus, Tag, UpdateRun,
+};
+use serde_json::{json, Value};
+
+use self::search::{
+    invalid_max_results, Clause, Entity, Test, KEY_VALUE_OPS, NUMERIC_OPS, SEARCH_MAX_RESULTS,
+    STRING_LIST_OPS, STRING_OPS,
+};
+use super::mlflow;
+use crate::error::{ApiError, ApiResult};
+use crate::wire::Fields;
+use crate::{blocking, json, AppState};
+
+/// Largest log-batch request body (MLflow's `MAX_BATCH_LOG_REQUEST_SIZE`).
+pub(crate) const MAX_BATCH_LOG_REQUEST_SIZE: usize = 1_000_000;
+
+/// Default page size of `runs/search`.
+const SEARCH_RUNS_DEFAULT: i64 = 1000;
+
+/// The input tag that holds a dataset's context (`training`, `eval` ...).
+const DATASET_CONTEXT_TAG: &str = "mlflow.data.context";
 
 /// Registers this module's routes.
 pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
-    router
+    let r = mlflow(router, "2.0", "/runs/create", post(create));
+    let r = mlflow(r, "2.0", "/runs/get", get(get_run));
+    let r = mlflow(r, "2.0", "/runs/update", post(update));
+    let r = mlflow(r, "2.0", "/runs/delete", post(delete));
+    let r = mlflow(r, "2.0", "/runs/restore", post(restore));
+    let r = mlflow(r, "2.0", "/runs/set-tag", post(set_tag));
+    let r = mlflow(r, "2.0", "/runs/delete-tag", post(delete_tag));
+    let r = mlflow(r, "2.0", "/runs/log-parameter", post(log_param));
+    let r = mlflow(r, "2.0", "/runs/log-metric", post(log_metric));
+    let r = mlflow(r, "2.0", "/runs/log-batch", post(log_batch));
+    let r = mlflow(r, "2.0", "/runs/log-inputs", post(log_inputs));
+    mlflow(r, "2.0", "/runs/search", post(search))
+}
+
+fn done() -> Json<Value> {
+    Json(json!({}))
+}
+
+/// A repeated `{key*, value}` field (run, experiment tags); a missing value is `""`.
+pub(crate) fn tags_field(f: &Fields, name: &str) -> ApiResult<Vec<Tag>> {
+    f.list(name)?
+        .iter()
+        .map(|t| {
+            Ok(Tag::new(
+                t.req_str("key")?,
+                t.opt_str("value")?.unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+fn status_from_number(n: i64) -> Option<RunStatus> {
+    Some(match n {
+        1 => RunStatus::Running,
+        2 => RunStatus::Scheduled,
+        3 => RunStatus::Finished,
+        4 => RunStatus::Failed,
+        5 => RunStatus::Killed,
+        _ => return None,
+    })
+}
+
+/// The `status` field: a name (`FINISHED`) or the enum's number.
+fn status_field(f: &Fields) -> ApiResult<Option<RunStatus>> {
+    let Some(v) = f.raw("status") else {
+        return Ok(None);
+    };
+    let parsed = match v {
+        Value::String(s) => {
+            RunStatus::parse(s).or_else(|| s.parse().ok().and_then(status_from_number))
+        }
+        Value::Number(n) => n.as_i64().and_then(status_from_number),
+        _ => None,
+    };
+    parsed.map(Some).ok_or_else(|| f.invalid("status", v))
+}
+
+/// A non-empty optional string field.
+fn opt_nonempty(f: &Fields, name: &str) -> ApiResult<Option<String>> {
+    Ok(f.opt_str(name)?.filter(|s| !s.is_empty()))
+}
+
+/// A metric point from `{key*, value*, timestamp*, step, model_id, dataset_name, dataset_digest}`.
+fn metric_fields(f: &Fields) -> ApiResult<Metric> {
+    Ok(Metric {
+        key: f.req_str("key")?,
+        value: f.req_f64("value")?,
+        timestamp: f.req_i64("timestamp")?,
+        step: f.opt_i64("step")?.unwrap_or(0),
+        model_id: opt_nonempty(f, "model_id")?,
+        dataset_name: opt_nonempty(f, "dataset_name")?,
+        dataset_digest: opt_nonempty(f, "dataset_digest")?,
+    })
+}
+
+/// `POST runs/create {experiment_id, user_id, run_name, start_time, tags}` → `{run}`.
+async fn create(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let req = CreateRun {
+        experiment_id: opt_nonempty(&f, "experiment_id")?,
+        user_id: f.opt_str("user_id")?,
+        run_name: opt_nonempty(&f, "run_name")?,
+        start_time: f.opt_i64("start_time")?,
+        tags: tags_field(&f, "tags")?,
+    };
+    let run = blocking(move || Ok(s.store.create_run(req)?)).await?;
+    Ok(Json(json!({ "run": json::run(&run) })))
+}
+
+/// `GET runs/get?run_id=` (or `run_uuid`) → `{run}`; deleted runs too.
+async fn get_run(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let run_id = f.run_id()?;
+    let run = blocking(move || Ok(s.store.get_run(&run_id)?)).await?;
+    Ok(Json(json!({ "run": json::run(&run) })))
+}
+
+/// `POST runs/update {run_id*, status, end_time, run_name}` → `{run_info}`.
+async fn update(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let run_id = f.run_id()?;
+    let update = UpdateRun {
+        status: status_field(&f)?,
+        end_time: f.opt_i64("end_time")?,
+        run_name: opt_nonempty(&f, "run_name")?,
+    };
+    let info = blocking(move || Ok(s.store.update_run(&run_id, update)?)).await?;
+    Ok(Json(json!({ "run_info": json::run_info(&info) })))
+}
+
+/// `POST runs/delete {run_id*}`.
+async fn delete(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let run_id = f.run_id()?;
+    blocking(move || Ok(s.store.delete_run(&run_id)?)).await?;
+    Ok(done())
+}
+
+/// `POST runs/restore {run_id*}`.
+async fn restore(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let run_id = f.run_id()?;
+    blocking(move || Ok(s.store.restore_run(&run_id)?)).await?;
+    Ok(done())
+}
+
+/// `POST runs/set-tag {run_id*, key*, value}`.
+async fn set_tag(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let run_id = f.run_id()?;
+    let key = f.req_str("key")?;
+    let value = f.opt_str("value")?.unwrap_or_default();
+    blocking(move || Ok(s.store.set_tag(&run_id, &key, &value)?)).await?;
+    Ok(done())
+}
+
+/// `POST runs/delete-tag {run_id*, key*}`.
+async fn delete_tag(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let run_id = f.run_id()?;
+    let key = f.req_str("key")?;
+    blocking(move || Ok(s.store.delete_tag(&run_id, &key)?)).await?;
+    Ok(done())
+}
+
+/// `POST runs/log-parameter {run_id*, key*, value}`: write-once.
+async fn log_param(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let run_id = f.run_id()?;
+    let key = f.req_str("key")?;
+    let value = f.opt_str("value")?.unwrap_or_default();
+    blocking(move || Ok(s.store.log_param(&run_id, &key, &value)?)).await?;
+    Ok(done())
+}
+
+/// `POST runs/log-metric {run_id*, key*, value*, timestamp*, step, model_id, dataset_name,
+/// dataset_digest}`.
+async fn log_metric(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let run_id = f.run_id()?;
+    let metric = metric_fields(&f)?;
+    blocking(move || Ok(s.store.log_metric(&run_id, &metric)?)).await?;
+    Ok(done())
+}
+
+/// `POST runs/log-batch {run_id*, metrics[], params[], tags[]}`: atomic; at most 1 MB of JSON.
+async fn log_batch(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    if f.body_len > MAX_BATCH_LOG_REQUEST_SIZE {
+        return Err(ApiError::invalid(format!(
+            "Batched logging API requests must be at most {MAX_BATCH_LOG_REQUEST_SIZE} bytes, \
+             got a request of size {}.",
+            f.body_len
+        )));
+    }
+    let run_id = f.run_id()?;
+    let metrics = f
+        .list("metrics")?
+        .iter()
+        .map(metric_fields)
+        .collect::<ApiResult<Vec<_>>>()?;
+    let params = f
+        .list("params")?
+        .iter()
+        .map(|p| {
+            Ok(Param::new(
+                p.req_str("key")?,
+                p.opt_str("value")?.unwrap_or_default(),
+            ))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let tags = tags_field(&f, "tags")?;
+    blocking(move || Ok(s.store.log_batch(&run_id, &metrics, &params, &tags)?)).await?;
+    Ok(done())
+}
+
+/// `POST runs/log-inputs {run_id*, datasets[{tags, dataset{name*, digest*, source_type*,
+/// source*, schema, profile}}]}`. Model inputs (`models`) are not recorded yet.
+async fn log_inputs(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let run_id = f.run_id()?;
+    let mut inputs = Vec::new();
+    for d in f.list("datasets")? {
+        let tags = d
+            .list("tags")?
+            .iter()
+            .map(|t| Ok(Tag::new(t.req_str("key")?, t.req_str("value")?)))
+            .collect::<ApiResult<Vec<_>>>()?;
+        let ds = d.object("dataset")?.ok_or_else(|| d.missing("dataset"))?;
+        inputs.push(DatasetInput {
+            tags,
+            dataset: Dataset {
+                name: ds.req_str("name")?,
+                digest: ds.req_str("digest")?,
+                source_type: ds.req_str("source_type")?,
+                source: ds.req_str("source")?,
+                schema: ds.opt_str("schema")?,
+                profile: ds.opt_str("profile")?,
+            },
+        });
+    }
+    blocking(move || Ok(s.store.log_inputs(&run_id, &inputs)?)).await?;
+    Ok(done())
+}
+
+/// An attribute of a run that filters and `order_by` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attr {
+    RunId,
+    RunName,
+    Status,
+    UserId,
+    ArtifactUri,
+    StartTime,
+    EndTime,
+}
+
+impl Attr {
+    fn parse(key: &str) -> ApiResult<Attr> {
+        Ok(match key {
+            "run_id" => Attr::RunId,
+            "run_name" | "run name" | "Run name" | "Run Name" => Attr::RunName,
+            "status" => Attr::Status,
+            "user_id" => Attr::UserId,
+            "artifact_uri" => Attr::ArtifactUri,
+            "start_time" | "created" | "Created" => Attr::StartTime,
+            "end_time" => Attr::EndTime,
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "Invalid attribute key '{key}' specified. Valid keys are '['run_id', \
+                     'run_name', 'status', 'user_id', 'artifact_uri', 'start_time', 'end_time']'"
+                )))
+            }
+        })
+    }
+
+    fn is_numeric(self) -> bool {
+        matches!(self, Attr::StartTime | Attr::EndTime)
+    }
+
+    fn text(self, r: &Run) -> Option<&str> {
+        let i = &r.info;
+        Some(match self {
+            Attr::RunId => &i.run_id,
+            Attr::RunName => &i.run_name,
+            Attr::Status => i.status.as_str(),
+            Attr::UserId => &i.user_id,
+            Attr::ArtifactUri => &i.artifact_uri,
+            Attr::StartTime | Attr::EndTime => return None,
+        })
+    }
+
+    fn number(self, r: &Run) -> Option<f64> {
+        match self {
+            Attr::StartTime => Some(r.info.start_time as f64),
+            Attr::EndTime => r.info.end_time.map(|t| t as f64),
+            _ => None,
+        }
+    }
+}
+
+/// A field of a run that filters and `order_by` can name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RunField {
+    Metric(String),
+    Param(String),
+    Tag(String),
+    Attr(Attr),
+    DatasetName,
+    DatasetDigest,
+    DatasetContext,
+}
+
+impl RunField {
+    fn metric(&self, r: &Run) -> Option<f64> {
+        match self {
+            RunField::Metric(k) => r.metrics.iter().find(|m| &m.key == k).map(|m| m.value),
+            RunField::Attr(a) => a.number(r),
+            _ => None,
+        }
+    }
+
+    fn text<'a>(&self, r: &'a Run) -> Option<&'a str> {
+        match self {
+            RunField::Param(k) => r
+                .params
+                .iter()
+                .find(|p| &p.key == k)
+                .map(|p| p.value.as_str()),
+            RunField::Tag(k) => r
+                .tags
+                .iter()
+                .find(|t| &t.key == k)
+                .map(|t| t.value.as_str()),
+            RunField::Attr(a) => a.text(r),
+            _ => None,
+        }
+    }
+
+    fn dataset_value<'a>(&self, d: &'a DatasetInput) -> Option<&'a str> {
+        match self {
+            RunField::DatasetName => Some(&d.dataset.name),
+            RunField::DatasetDigest => Some(&d.dataset.digest),
+            RunField::DatasetContext => d
+                .tags
+                .iter()
+                .find(|t| t.key == DATASET_CONTEXT_TAG)
+                .map(|t| t.value.as_str()),
+            _ => None,
+        }
+    }
+}
+
+fn run_test(c: &Clause) -> ApiResult<(RunField, Test)> {
+    Ok(match c.entity {
+        Entity::Metric => (
+            RunField::Metric(c.key.clone()),
+            Test::number(c, NUMERIC_OPS)?,
+        ),
+        Entity::Param => (
+            RunField::Param(c.key.clone()),
+            Test::string(c, KEY_VALUE_OPS)?,
+        ),
+        Entity::Tag => (
+            RunField::Tag(c.key.clone()),
+            Test::string(c, KEY_VALUE_OPS)?,
+        ),
+        Entity::Attribute => {
+            let attr = Attr::parse(&c.key)?;
+            let test = match attr {
+                a if a.is_numeric() => Test::number(c, NUMERIC_OPS)?,
+                Attr::RunId => Test::string(c, STRING_LIST_OPS)?,
+                _ => Test::string(c, STRING_OPS)?,
+            };
+            (RunField::Attr(attr), test)
+        }
+        Entity::Dataset => {
+            let field = match c.key.as_str() {
+                "name" => RunField::DatasetName,
+                "digest" => RunField::DatasetDigest,
+                "context" => RunField::DatasetContext,
+                other => {
+                    return Err(ApiError::invalid(format!(
+                        "Invalid dataset key '{other}' specified. Valid keys are '['name', \
+                         'digest', 'context']'"
+                    )))
+                }
+            };
+            (field, Test::string(c, STRING_LIST_OPS)?)
+        }
+    })
+}
+
+fn passes(r: &Run, field: &RunField, test: &Test) -> bool {
+    match field {
+        RunField::Metric(_) => test.on_num(field.metric(r)),
+        RunField::Attr(a) if a.is_numeric() => test.on_num(field.metric(r)),
+        RunField::DatasetName | RunField::DatasetDigest | RunField::DatasetContext => r
+            .dataset_inputs
+            .iter()
+            .any(|d| test.on_str(field.dataset_value(d))),
+        _ => test.on_str(field.text(r)),
+    }
+}
+
+/// A value runs are sorted by; absent values (and NaN metrics) sort last either way.
+#[derive(Debug, Clone, PartialEq)]
+enum SortKey {
+    Num(f64),
+    Str(String),
+}
+
+fn sort_key(r: &Run, field: &RunField) -> Option<SortKey> {
+    match field {
+        RunField::Metric(_) => field.metric(r).filter(|v| !v.is_nan()).map(SortKey::Num),
+        RunField::Attr(a) if a.is_numeric() => field.metric(r).map(SortKey::Num),
+        _ => field.text(r).map(|s| SortKey::Str(s.to_string())),
+    }
+}
+
+fn compare_keys(a: &Option<SortKey>, b: &Option<SortKey>, ascending: bool) -> Ordering {
+    let o = match (a, b) {
+        (None, None) => return Ordering::Equal,
+        (None, Some(_)) => return Ordering::Greater,
+        (Some(_), None) => return Ordering::Less,
+        (Some(SortKey::Num(x)), Some(SortKey::Num(y))) => x.total_cmp(y),
+        (Some(SortKey::Str(x)), Some(SortKey::Str(y))) => x.cmp(y),
+        _ => Ordering::Equal,
+    };
+    if ascending {
+        o
+    } else {
+        o.reverse()
+    }
+}
+
+fn order_field(clause: &str) -> ApiResult<(RunField, bool)> {
+    let o = search::parse_order_by(clause)?;
+    let field = match o.entity {
+        Entity::Metric => RunField::Metric(o.key),
+        Entity::Param => RunField::Param(o.key),
+        Entity::Tag => RunField::Tag(o.key),
+        Entity::Attribute => RunField::Attr(Attr::parse(&o.key)?),
+        Entity::Dataset => {
+            return Err(ApiError::invalid(format!(
+                "Invalid order_by clause '{clause}': runs cannot be ordered by datasets"
+            )))
+        }
+    };
+    Ok((field, o.ascending))
+}
+
+/// `POST runs/search {experiment_ids[], filter, run_view_type, max_results, order_by[],
+/// page_token}` → `{runs, next_page_token}`. Default order: start time descending, then run id.
+async fn search(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let experiment_ids = f.str_list("experiment_ids")?;
+    let view = search::view_type(&f, "run_view_type")?;
+    let max_results = f.opt_i64("max_results")?.unwrap_or(SEARCH_RUNS_DEFAULT);
+    if max_results < 0 {
+        return Err(invalid_max_results(
+            max_results,
+            "It must be a positive integer",
+        ));
+    }
+    if max_results > SEARCH_MAX_RESULTS {
+        return Err(invalid_max_results(
+            max_results,
+            &format!("It must be at most {SEARCH_MAX_RESULTS}"),
+        ));
+    }
+    let filter = f.opt_str("filter")?.unwrap_or_default();
+    let tests = search::parse_filter(&filter)?
+        .iter()
+        .map(run_test)
+        .collect::<ApiResult<Vec<_>>>()?;
+    let mut order = f
+        .str_list("order_by")?
+        .iter()
+        .map(|c| order_field(c))
+        .collect::<ApiResult<Vec<_>>>()?;
+    if !order
+        .iter()
+        .any(|(field, _)| *field == RunField::Attr(Attr::StartTime))
+    {
+        order.push((RunField::Attr(Attr::StartTime), false));
+    }
+    order.push((RunField::Attr(Attr::RunId), true));
+    let offset = search::decode_page_token(f.opt_str("page_token")?.as_deref())?;
+    if experiment_ids.is_empty() {
+        return Ok(done());
+    }
+
+    let (page, next) = blocking(move || {
+        let ids: Vec<&str> = experiment_ids.iter().map(String::as_str).collect();
+        let mut keyed = Vec::new();
+        for info in s.store.list_runs(&ids, view)? {
+            let run = match s.store.get_run(&info.run_id) {
+                Ok(run) => run,
+                // Deleted between the listing and now.
+                Err(quiver_store::Error::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if tests.iter().all(|(field, test)| passes(&run, field, test)) {
+                let keys: Vec<Option<SortKey>> = order
+                    .iter()
+                    .map(|(field, _)| sort_key(&run, field))
+                    .collect();
+                keyed.push((keys, run));
+            }
+        }
+        keyed.sort_by(|(a, _), (b, _)| {
+            a.iter()
+                .zip(b)
+                .zip(&order)
+                .map(|((x, y), (_, asc))| compare_keys(x, y, *asc))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        });
+        let runs: Vec<Run> = keyed.into_iter().map(|(_, run)| run).collect();
+        Ok(search::paginate(runs, offset, max_results as usize))
+    })
+    .await?;
+    let mut out = serde_json::Map::new();
+    json::put_list(&mut out, "runs", page.iter().map(json::run).collect());
+    if let Some(token) = next {
+        out.insert("next_page_token".into(), Value::String(token));
+    }
+    Ok(Json(Value::Object(out)))
 }

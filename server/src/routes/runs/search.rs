@@ -1,0 +1,820 @@
+//! What `runs/search` and `experiments/search` share: MLflow's filter grammar (comparisons
+//! joined by `AND`), `order_by` clauses, view types, `max_results` rules and page tokens.
+//!
+//! The grammar follows `mlflow/utils/search_utils.py`: an identifier is `<entity>.<key>` (the key
+//! unquoted, `` `backticked` `` or `"double-quoted"`; no entity means an attribute), a comparator
+//! (`= != < <= > >= LIKE ILIKE IN NOT IN IS NULL IS NOT NULL`, keywords in any case) and a value
+//! (a quoted string, a number, or a parenthesized list of strings for `IN`). Which entities, keys
+//! and comparators are allowed is decided by each search, which turns clauses into [`Test`]s.
+
+use quiver_store::ViewType;
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult};
+use crate::wire::Fields;
+
+/// The most results one search page may ask for.
+pub(crate) const SEARCH_MAX_RESULTS: i64 = 50_000;
+
+/// What kind of thing an identifier names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Entity {
+    /// `attributes.` (or no prefix).
+    Attribute,
+    /// `metrics.`.
+    Metric,
+    /// `params.`.
+    Param,
+    /// `tags.`.
+    Tag,
+    /// `datasets.`.
+    Dataset,
+}
+
+impl Entity {
+    fn parse(prefix: &str) -> ApiResult<Entity> {
+        Ok(match prefix.to_ascii_lowercase().as_str() {
+            "attribute" | "attributes" | "attr" | "run" => Entity::Attribute,
+            "metric" | "metrics" => Entity::Metric,
+            "param" | "params" | "parameter" | "parameters" => Entity::Param,
+            "tag" | "tags" => Entity::Tag,
+            "dataset" | "datasets" => Entity::Dataset,
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "Invalid entity type '{prefix}'. Valid values are ['metric', 'parameter', \
+                     'tag', 'attribute', 'dataset']"
+                )))
+            }
+        })
+    }
+
+    /// The entity as MLflow names it in messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Entity::Attribute => "attribute",
+            Entity::Metric => "metric",
+            Entity::Param => "parameter",
+            Entity::Tag => "tag",
+            Entity::Dataset => "dataset",
+        }
+    }
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Comparator {
+    /// `=`.
+    Eq,
+    /// `!=`.
+    Ne,
+    /// `<`.
+    Lt,
+    /// `<=`.
+    Le,
+    /// `>`.
+    Gt,
+    /// `>=`.
+    Ge,
+    /// `LIKE` (case-sensitive, `%` and `_` wildcards).
+    Like,
+    /// `ILIKE` (case-insensitive).
+    ILike,
+    /// `IN (...)`.
+    In,
+    /// `NOT IN (...)`.
+    NotIn,
+    /// `IS NULL`.
+    IsNull,
+    /// `IS NOT NULL`.
+    IsNotNull,
+}
+
+impl Comparator {
+    fn as_str(self) -> &'static str {
+        match self {
+            Comparator::Eq => "=",
+            Comparator::Ne => "!=",
+            Comparator::Lt => "<",
+            Comparator::Le => "<=",
+            Comparator::Gt => ">",
+            Comparator::Ge => ">=",
+            Comparator::Like => "LIKE",
+            Comparator::ILike => "ILIKE",
+            Comparator::In => "IN",
+            Comparator::NotIn => "NOT IN",
+            Comparator::IsNull => "IS NULL",
+            Comparator::IsNotNull => "IS NOT NULL",
+        }
+    }
+}
+
+/// The comparators of numeric fields.
+pub(crate) const NUMERIC_OPS: &[Comparator] = &[
+    Comparator::Eq,
+    Comparator::Ne,
+    Comparator::Gt,
+    Comparator::Ge,
+    Comparator::Lt,
+    Comparator::Le,
+];
+/// The comparators of string attributes.
+pub(crate) const STRING_OPS: &[Comparator] = &[
+    Comparator::Eq,
+    Comparator::Ne,
+    Comparator::Like,
+    Comparator::ILike,
+];
+/// The comparators of string attributes that also take lists.
+pub(crate) const STRING_LIST_OPS: &[Comparator] = &[
+    Comparator::Eq,
+    Comparator::Ne,
+    Comparator::Like,
+    Comparator::ILike,
+    Comparator::In,
+    Comparator::NotIn,
+];
+/// The comparators of params and tags.
+pub(crate) const KEY_VALUE_OPS: &[Comparator] = &[
+    Comparator::Eq,
+    Comparator::Ne,
+    Comparator::Like,
+    Comparator::ILike,
+    Comparator::IsNull,
+    Comparator::IsNotNull,
+];
+
+/// The right-hand side of a comparison, as written.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Literal {
+    /// None (`IS NULL`, `IS NOT NULL`).
+    Nothing,
+    /// A quoted string.
+    Str(String),
+    /// An unquoted token (a number, if valid).
+    Bare(String),
+    /// A parenthesized list of quoted strings.
+    List(Vec<String>),
+}
+
+/// One comparison of a filter.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Clause {
+    /// What the identifier names.
+    pub(crate) entity: Entity,
+    /// The key (metric, param or tag name, attribute name).
+    pub(crate) key: String,
+    /// The comparator.
+    pub(crate) comparator: Comparator,
+    /// The value.
+    pub(crate) value: Literal,
+}
+
+/// A check of one field of an entity, built from a clause.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Test {
+    /// A string comparison (`=`, `!=`, `LIKE`, `ILIKE`).
+    Str(Comparator, String),
+    /// Membership (`IN` when true, `NOT IN` when false).
+    List(bool, Vec<String>),
+    /// A numeric comparison.
+    Num(Comparator, f64),
+    /// `IS NULL` when true, `IS NOT NULL` when false.
+    Null(bool),
+}
+
+impl Test {
+    /// Builds the test of a string-valued field, allowing the comparators in `allowed`.
+    pub(crate) fn string(clause: &Clause, allowed: &[Comparator]) -> ApiResult<Test> {
+        check_comparator(clause, allowed)?;
+        Ok(match (&clause.comparator, &clause.value) {
+            (Comparator::IsNull, _) => Test::Null(true),
+            (Comparator::IsNotNull, _) => Test::Null(false),
+            (Comparator::In, Literal::List(l)) => Test::List(true, l.clone()),
+            (Comparator::NotIn, Literal::List(l)) => Test::List(false, l.clone()),
+            (c, Literal::Str(s)) => Test::Str(*c, s.clone()),
+            (_, other) => {
+                return Err(ApiError::invalid(format!(
+                    "{} value is either not quoted or unidentified quote types used for string \
+                     value {}. Use either single or double quotes.",
+                    capitalized(clause.entity.name()),
+                    literal_text(other)
+                )))
+            }
+        })
+    }
+
+    /// Builds the test of a numeric field, allowing the comparators in `allowed`.
+    pub(crate) fn number(clause: &Clause, allowed: &[Comparator]) -> ApiResult<Test> {
+        check_comparator(clause, allowed)?;
+        match &clause.value {
+            Literal::Bare(s) => match s.parse::<f64>() {
+                Ok(v)
+                    if !s.eq_ignore_ascii_case("nan")
+                        && !s.to_ascii_lowercase().contains("inf") =>
+                {
+                    Ok(Test::Num(clause.comparator, v))
+                }
+                _ => Err(expected_numeric(clause, s)),
+            },
+            other => Err(expected_numeric(clause, &literal_text(other))),
+        }
+    }
+
+    /// Whether a string field with value `v` (`None` if absent) passes.
+    pub(crate) fn on_str(&self, v: Option<&str>) -> bool {
+        match (self, v) {
+            (Test::Null(is_null), v) => v.is_none() == *is_null,
+            (_, None) => false,
+            (Test::Str(c, expected), Some(actual)) => match c {
+                Comparator::Eq => actual == expected,
+                Comparator::Ne => actual != expected,
+                Comparator::Like => like(expected, actual, false),
+                Comparator::ILike => like(expected, actual, true),
+                _ => false,
+            },
+            (Test::List(inside, items), Some(actual)) => {
+                items.iter().any(|i| i == actual) == *inside
+            }
+            (Test::Num(..), Some(_)) => false,
+        }
+    }
+
+    /// Whether a numeric field with value `v` (`None` if absent) passes.
+    pub(crate) fn on_num(&self, v: Option<f64>) -> bool {
+        let (Test::Num(c, expected), Some(actual)) = (self, v) else {
+            return false;
+        };
+        match c {
+            Comparator::Eq => actual == *expected,
+            Comparator::Ne => actual != *expected,
+            Comparator::Lt => actual < *expected,
+            Comparator::Le => actual <= *expected,
+            Comparator::Gt => actual > *expected,
+            Comparator::Ge => actual >= *expected,
+            _ => false,
+        }
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn literal_text(l: &Literal) -> String {
+    match l {
+        Literal::Nothing => "NULL".into(),
+        Literal::Str(s) => format!("'{s}'"),
+        Literal::Bare(s) => s.clone(),
+        Literal::List(items) => format!("{items:?}"),
+    }
+}
+
+fn expected_numeric(clause: &Clause, found: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "Expected numeric value type for {}. Found {found}",
+        clause.entity.name()
+    ))
+}
+
+fn check_comparator(clause: &Clause, allowed: &[Comparator]) -> ApiResult<()> {
+    if allowed.contains(&clause.comparator) {
+        return Ok(());
+    }
+    let names: Vec<&str> = allowed.iter().map(|c| c.as_str()).collect();
+    Err(ApiError::invalid(format!(
+        "Invalid comparator '{}' not one of '{names:?}' for {} '{}'",
+        clause.comparator.as_str(),
+        clause.entity.name(),
+        clause.key
+    )))
+}
+
+/// SQL `LIKE`: `%` matches any run of characters, `_` exactly one.
+pub(crate) fn like(pattern: &str, text: &str, case_insensitive: bool) -> bool {
+    let fold = |s: &str| -> Vec<char> {
+        if case_insensitive {
+            s.to_lowercase().chars().collect()
+        } else {
+            s.chars().collect()
+        }
+    };
+    let (p, t) = (fold(pattern), fold(text));
+    // Greedy matching with backtracking to the last '%': linear in practice.
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '_' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '%' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '%')
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    /// An unquoted run of characters: identifier, keyword or number.
+    Word(String),
+    /// A `'single'` or `"double"` quoted string and its quote.
+    Quoted(String, char),
+    /// A `` `backticked` `` name.
+    Backtick(String),
+    /// `= != < <= > >=`.
+    Op(&'static str),
+    LParen,
+    RParen,
+    Comma,
+}
+
+fn lex(input: &str) -> Result<Vec<Token>, String> {
+    let chars: Vec<char> = input.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            c if c.is_whitespace() => i += 1,
+            '(' => {
+                out.push(Token::LParen);
+                i += 1;
+            }
+            ')' => {
+                out.push(Token::RParen);
+                i += 1;
+            }
+            ',' => {
+                out.push(Token::Comma);
+                i += 1;
+            }
+            '=' => {
+                out.push(Token::Op("="));
+                i += if chars.get(i + 1) == Some(&'=') { 2 } else { 1 };
+            }
+            '!' if chars.get(i + 1) == Some(&'=') => {
+                out.push(Token::Op("!="));
+                i += 2;
+            }
+            '<' | '>' => {
+                let eq = chars.get(i + 1) == Some(&'=');
+                let ne = c == '<' && chars.get(i + 1) == Some(&'>');
+                out.push(Token::Op(match (c, eq, ne) {
+                    (_, _, true) => "!=",
+                    ('<', true, _) => "<=",
+                    ('<', false, _) => "<",
+                    (_, true, _) => ">=",
+                    _ => ">",
+                }));
+                i += if eq || ne { 2 } else { 1 };
+            }
+            '\'' | '"' | '`' => {
+                let quote = c;
+                let mut s = String::new();
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => return Err(format!("unterminated {quote} quote")),
+                        Some('\\') if chars.get(i + 1) == Some(&quote) => {
+                            s.push(quote);
+                            i += 2;
+                        }
+                        Some(&q) if q == quote => {
+                            if quote != '`' && chars.get(i + 1) == Some(&quote) {
+                                s.push(quote);
+                                i += 2;
+                            } else {
+                                i += 1;
+                                break;
+                            }
+                        }
+                        Some(&other) => {
+                            s.push(other);
+                            i += 1;
+                        }
+                    }
+                }
+                out.push(if quote == '`' {
+                    Token::Backtick(s)
+                } else {
+                    Token::Quoted(s, quote)
+                });
+            }
+            _ => {
+                let start = i;
+                while i < chars.len()
+                    && !chars[i].is_whitespace()
+                    && !"=!<>(),'\"`".contains(chars[i])
+                {
+                    i += 1;
+                }
+                if i == start {
+                    return Err(format!("unexpected character '{c}'"));
+                }
+                out.push(Token::Word(chars[start..i].iter().collect()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Parser {
+    tokens: Vec<Token>,
+    pos: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.pos)
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        let t = self.tokens.get(self.pos).cloned();
+        self.pos += 1;
+        t
+    }
+
+    fn peek_keyword(&self, kw: &str) -> bool {
+        matches!(self.peek(), Some(Token::Word(w)) if w.eq_ignore_ascii_case(kw))
+    }
+
+    fn identifier(&mut self) -> ApiResult<Result<(Entity, String), String>> {
+        Ok(Ok(match self.next() {
+            Some(Token::Word(w)) => {
+                if let Some(prefix) = w.strip_suffix('.') {
+                    let entity = Entity::parse(prefix)?;
+                    match self.next() {
+                        Some(Token::Backtick(k)) | Some(Token::Quoted(k, '"')) => (entity, k),
+                        other => {
+                            return Ok(Err(format!("expected a key after '{w}', got {other:?}")))
+                        }
+                    }
+                } else if let Some((prefix, key)) = w.split_once('.') {
+                    (Entity::parse(prefix)?, key.to_string())
+                } else {
+                    (Entity::Attribute, w)
+                }
+            }
+            Some(Token::Backtick(k)) => (Entity::Attribute, k),
+            other => return Ok(Err(format!("expected an identifier, got {other:?}"))),
+        }))
+    }
+
+    fn comparator(&mut self) -> Result<Comparator, String> {
+        match self.next() {
+            Some(Token::Op(op)) => Ok(match op {
+                "=" => Comparator::Eq,
+                "!=" => Comparator::Ne,
+                "<" => Comparator::Lt,
+                "<=" => Comparator::Le,
+                ">" => Comparator::Gt,
+                _ => Comparator::Ge,
+            }),
+            Some(Token::Word(w)) => match w.to_ascii_uppercase().as_str() {
+                "LIKE" => Ok(Comparator::Like),
+                "ILIKE" => Ok(Comparator::ILike),
+                "IN" => Ok(Comparator::In),
+                "NOT" if self.peek_keyword("IN") => {
+                    self.pos += 1;
+                    Ok(Comparator::NotIn)
+                }
+                "IS" => {
+                    let not = self.peek_keyword("NOT");
+                    if not {
+                        self.pos += 1;
+                    }
+                    if !self.peek_keyword("NULL") {
+                        return Err("expected NULL after IS".into());
+                    }
+                    self.pos += 1;
+                    Ok(if not {
+                        Comparator::IsNotNull
+                    } else {
+                        Comparator::IsNull
+                    })
+                }
+                other => Err(format!("unknown comparator '{other}'")),
+            },
+            other => Err(format!("expected a comparator, got {other:?}")),
+        }
+    }
+
+    fn value(&mut self, comparator: Comparator) -> Result<Literal, String> {
+        match comparator {
+            Comparator::IsNull | Comparator::IsNotNull => return Ok(Literal::Nothing),
+            Comparator::In | Comparator::NotIn => {
+                if self.next() != Some(Token::LParen) {
+                    return Err("expected '(' after IN".into());
+                }
+                let mut items = Vec::new();
+                loop {
+                    match self.next() {
+                        Some(Token::Quoted(s, _)) => items.push(s),
+                        other => {
+                            return Err(format!(
+                                "expected a quoted string in the list, got {other:?}"
+                            ))
+                        }
+                    }
+                    match self.next() {
+                        Some(Token::Comma) => continue,
+                        Some(Token::RParen) => break,
+                        other => return Err(format!("expected ',' or ')', got {other:?}")),
+                    }
+                }
+                return Ok(Literal::List(items));
+            }
+            _ => {}
+        }
+        match self.next() {
+            Some(Token::Quoted(s, _)) => Ok(Literal::Str(s)),
+            Some(Token::Word(w)) => Ok(Literal::Bare(w)),
+            other => Err(format!("expected a value, got {other:?}")),
+        }
+    }
+}
+
+/// Parses a filter string into its clauses (none for an empty filter).
+pub(crate) fn parse_filter(filter: &str) -> ApiResult<Vec<Clause>> {
+    let parse_error =
+        |detail: String| ApiError::invalid(format!("Error on parsing filter '{filter}': {detail}"));
+    let tokens = lex(filter).map_err(parse_error)?;
+    let mut p = Parser { tokens, pos: 0 };
+    let mut clauses = Vec::new();
+    while p.peek().is_some() {
+        let (entity, key) = p.identifier()?.map_err(parse_error)?;
+        let comparator = p.comparator().map_err(parse_error)?;
+        let value = p.value(comparator).map_err(parse_error)?;
+        clauses.push(Clause {
+            entity,
+            key,
+            comparator,
+            value,
+        });
+        match p.next() {
+            None => break,
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("AND") => {
+                if p.peek().is_none() {
+                    return Err(parse_error("nothing after AND".into()));
+                }
+            }
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("OR") => {
+                return Err(ApiError::invalid(format!(
+                    "Invalid clause(s) in filter string: '{w}'. Only 'AND' is supported \
+                     between clauses."
+                )))
+            }
+            Some(other) => {
+                return Err(parse_error(format!(
+                    "expected AND between clauses, got {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(clauses)
+}
+
+/// One `order_by` clause: `<identifier> [ASC|DESC]`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OrderBy {
+    /// What the identifier names.
+    pub(crate) entity: Entity,
+    /// The key.
+    pub(crate) key: String,
+    /// Ascending (the default) or descending.
+    pub(crate) ascending: bool,
+}
+
+/// Parses one `order_by` clause.
+pub(crate) fn parse_order_by(clause: &str) -> ApiResult<OrderBy> {
+    let error = |detail: String| {
+        ApiError::invalid(format!(
+            "Invalid order_by clause '{clause}'. Could not be parsed: {detail}"
+        ))
+    };
+    let tokens = lex(clause).map_err(error)?;
+    let mut p = Parser { tokens, pos: 0 };
+    let (entity, key) = p.identifier()?.map_err(error)?;
+    let ascending = match p.next() {
+        None => true,
+        Some(Token::Word(w)) if w.eq_ignore_ascii_case("ASC") => true,
+        Some(Token::Word(w)) if w.eq_ignore_ascii_case("DESC") => false,
+        Some(other) => return Err(error(format!("expected ASC or DESC, got {other:?}"))),
+    };
+    if let Some(extra) = p.next() {
+        return Err(error(format!("unexpected {extra:?} after the direction")));
+    }
+    Ok(OrderBy {
+        entity,
+        key,
+        ascending,
+    })
+}
+
+/// The view type in field `name`: `ACTIVE_ONLY` (default), `DELETED_ONLY`, `ALL`, or 1, 2, 3.
+pub(crate) fn view_type(f: &Fields, name: &str) -> ApiResult<ViewType> {
+    let Some(v) = f.raw(name) else {
+        return Ok(ViewType::ActiveOnly);
+    };
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return Err(f.invalid(name, v)),
+    };
+    match text.as_str() {
+        "ACTIVE_ONLY" | "1" => Ok(ViewType::ActiveOnly),
+        "DELETED_ONLY" | "2" => Ok(ViewType::DeletedOnly),
+        "ALL" | "3" => Ok(ViewType::All),
+        _ => Err(f.invalid(name, v)),
+    }
+}
+
+/// MLflow's error for a `max_results` out of range.
+pub(crate) fn invalid_max_results(n: i64, why: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "Invalid value {n} for parameter 'max_results' supplied. {why}"
+    ))
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = B64.iter().position(|&b| b == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// A page token for position `offset` of a result list, spelled as MLflow's
+/// (`base64('{"offset": N}')`).
+pub(crate) fn encode_page_token(offset: usize) -> String {
+    base64_encode(format!("{{\"offset\": {offset}}}").as_bytes())
+}
+
+/// The position a page token stands for (0 without a token).
+pub(crate) fn decode_page_token(token: Option<&str>) -> ApiResult<usize> {
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return Ok(0);
+    };
+    let bytes = base64_decode(token).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "Invalid page token, could not base64-decode: {token:?}"
+        ))
+    })?;
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| ApiError::invalid(format!("Invalid page token, decoded value={token:?}")))?;
+    value
+        .get("offset")
+        .and_then(Value::as_u64)
+        .map(|o| o as usize)
+        .ok_or_else(|| ApiError::invalid(format!("Invalid page token, parsed value={value}")))
+}
+
+/// The page of `items` at `offset` with at most `max` entries, and the token of the next page.
+pub(crate) fn paginate<T>(items: Vec<T>, offset: usize, max: usize) -> (Vec<T>, Option<String>) {
+    let total = items.len();
+    let end = offset.saturating_add(max).min(total);
+    let page: Vec<T> = items.into_iter().skip(offset).take(max).collect();
+    let next = (end < total && max > 0).then(|| encode_page_token(end));
+    (page, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mlflow_filters() {
+        let c = parse_filter(
+            "metrics.loss < 0.5 and params.`lr` = '0.01' AND tags.\"my tag\" LIKE \"a%\" \
+             AND attributes.run_id IN ('a', 'b') AND tag.x IS NOT NULL AND status='RUNNING'",
+        )
+        .unwrap();
+        assert_eq!(c.len(), 6);
+        assert_eq!(c[0].entity, Entity::Metric);
+        assert_eq!(c[0].comparator, Comparator::Lt);
+        assert_eq!(c[0].value, Literal::Bare("0.5".into()));
+        assert_eq!((c[1].entity, c[1].key.as_str()), (Entity::Param, "lr"));
+        assert_eq!(c[2].key, "my tag");
+        assert_eq!(c[2].value, Literal::Str("a%".into()));
+        assert_eq!(c[3].value, Literal::List(vec!["a".into(), "b".into()]));
+        assert_eq!(c[4].comparator, Comparator::IsNotNull);
+        assert_eq!(
+            (c[5].entity, c[5].key.as_str(), c[5].value.clone()),
+            (Entity::Attribute, "status", Literal::Str("RUNNING".into()))
+        );
+        assert!(parse_filter("  ").unwrap().is_empty());
+        let e = parse_filter("name = 'a' OR name = 'b'").unwrap_err();
+        assert!(
+            e.message
+                .contains("Invalid clause(s) in filter string: 'OR'"),
+            "{e}"
+        );
+        for bad in [
+            "name =",
+            "name 'a'",
+            "name = 'a' AND",
+            "name = 'a",
+            "foo.bar = 'x'",
+            "x IN 'a'",
+        ] {
+            assert!(parse_filter(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tests_compare_like_sql() {
+        assert!(like("a%", "abc", false));
+        assert!(!like("a%", "Abc", false));
+        assert!(like("a%", "Abc", true));
+        assert!(like("%alu%", "vaLue", true));
+        assert!(like("a_c", "abc", false));
+        assert!(!like("a_c", "abbc", false));
+        assert!(like("%", "", false));
+        assert!(like("%b%b", "abcbab", false));
+        let c = &parse_filter("tags.k != 'x'").unwrap()[0];
+        let t = Test::string(c, KEY_VALUE_OPS).unwrap();
+        assert!(t.on_str(Some("y")));
+        assert!(!t.on_str(None), "a missing tag fails !=");
+        let c = &parse_filter("metrics.m >= 2").unwrap()[0];
+        let t = Test::number(c, NUMERIC_OPS).unwrap();
+        assert!(t.on_num(Some(2.0)) && !t.on_num(Some(1.0)) && !t.on_num(None));
+        let c = &parse_filter("metrics.m >= 'abc'").unwrap()[0];
+        let e = Test::number(c, NUMERIC_OPS).unwrap_err();
+        assert!(
+            e.message.contains("Expected numeric value type for metric"),
+            "{e}"
+        );
+        let c = &parse_filter("params.p > 'a'").unwrap()[0];
+        assert!(Test::string(c, KEY_VALUE_OPS).is_err());
+    }
+
+    #[test]
+    fn order_by_and_tokens() {
+        let o = parse_order_by("metrics.`my metric` DESC").unwrap();
+        assert_eq!(
+            (o.entity, o.key.as_str(), o.ascending),
+            (Entity::Metric, "my metric", false)
+        );
+        let o = parse_order_by("start_time").unwrap();
+        assert_eq!(
+            (o.entity, o.key.as_str(), o.ascending),
+            (Entity::Attribute, "start_time", true)
+        );
+        assert!(parse_order_by("name sideways").is_err());
+        assert_eq!(encode_page_token(2), "eyJvZmZzZXQiOiAyfQ==");
+        for n in [0, 1, 2, 99, 123_456] {
+            assert_eq!(decode_page_token(Some(&encode_page_token(n))).unwrap(), n);
+        }
+        assert_eq!(decode_page_token(None).unwrap(), 0);
+        assert!(decode_page_token(Some("!!")).is_err());
+        assert!(decode_page_token(Some("e30=")).is_err()); // {}
+        let (page, next) = paginate((0..5).collect(), 0, 2);
+        assert_eq!(page, vec![0, 1]);
+        let (page, next) = paginate(
+            (0..5).collect(),
+            decode_page_token(next.as_deref()).unwrap(),
+            3,
+        );
+        assert_eq!((page, next), (vec![2, 3, 4], None));
+    }
+}
