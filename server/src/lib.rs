@@ -36,12 +36,20 @@ pub fn router(store: Arc<Store>) -> Router {
     let state = AppState { store };
     routes::all()
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::endpoint_not_found(method.as_str(), uri.path())
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        ..ApiError::endpoint_not_found(method.as_str(), uri.path())
+    }
 }
 
 /// Runs a blocking store call off the async runtime (store calls fsync and touch sled).

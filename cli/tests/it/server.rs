@@ -21,6 +21,11 @@ fn serves_health_and_answers_unknown_routes_in_mlflow_format() {
     assert_eq!(r.status(), 404);
     let body: serde_json::Value = r.body_mut().read_json().unwrap();
     assert_eq!(body["error_code"], "ENDPOINT_NOT_FOUND");
+    // A known route with the wrong method: 405, still in MLflow's error format.
+    let mut r = a.get(&s.api("/api/2.0/mlflow/runs/create")).call().unwrap();
+    assert_eq!(r.status(), 405);
+    let body: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert_eq!(body["error_code"], "ENDPOINT_NOT_FOUND");
     assert!(s.stop(), "clean exit on SIGTERM");
 }
 
