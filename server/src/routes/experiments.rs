@@ -11,8 +11,7 @@ use serde_json::{json, Value};
 
 use super::mlflow;
 use super::runs::search::{
-    self, invalid_max_results, Clause, Entity, Test, KEY_VALUE_OPS, NUMERIC_OPS,
-    SEARCH_MAX_RESULTS, STRING_LIST_OPS,
+    self, Clause, Entity, Test, KEY_VALUE_OPS, NUMERIC_OPS, STRING_LIST_OPS,
 };
 use super::runs::tags_field;
 use crate::error::{ApiError, ApiResult};
@@ -197,18 +196,7 @@ fn compare(a: &Experiment, b: &Experiment, field: &Field) -> Ordering {
 /// → `{experiments, next_page_token}`. Default order: creation time descending, then id.
 async fn search(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
     let max_results = f.opt_i64("max_results")?.unwrap_or(0);
-    if max_results < 1 {
-        return Err(invalid_max_results(
-            max_results,
-            "It must be a positive integer",
-        ));
-    }
-    if max_results > SEARCH_MAX_RESULTS {
-        return Err(invalid_max_results(
-            max_results,
-            &format!("It must be at most {SEARCH_MAX_RESULTS}"),
-        ));
-    }
+    search::check_max_results(max_results, 1)?;
     let view = search::view_type(&f, "view_type")?;
     let filter = f.opt_str("filter")?.unwrap_or_default();
     let tests = search::parse_filter(&filter)?

@@ -13,10 +13,7 @@ use quiver_store::{
 };
 use serde_json::{json, Value};
 
-use self::search::{
-    invalid_max_results, Clause, Entity, Test, KEY_VALUE_OPS, NUMERIC_OPS, SEARCH_MAX_RESULTS,
-    STRING_LIST_OPS, STRING_OPS,
-};
+use self::search::{Clause, Entity, Test, KEY_VALUE_OPS, NUMERIC_OPS, STRING_LIST_OPS, STRING_OPS};
 use super::mlflow;
 use crate::error::{ApiError, ApiResult};
 use crate::wire::Fields;
@@ -460,18 +457,7 @@ async fn search(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> 
     let experiment_ids = f.str_list("experiment_ids")?;
     let view = search::view_type(&f, "run_view_type")?;
     let max_results = f.opt_i64("max_results")?.unwrap_or(SEARCH_RUNS_DEFAULT);
-    if max_results < 0 {
-        return Err(invalid_max_results(
-            max_results,
-            "It must be a positive integer",
-        ));
-    }
-    if max_results > SEARCH_MAX_RESULTS {
-        return Err(invalid_max_results(
-            max_results,
-            &format!("It must be at most {SEARCH_MAX_RESULTS}"),
-        ));
-    }
+    search::check_max_results(max_results, 0)?;
     let filter = f.opt_str("filter")?.unwrap_or_default();
     let tests = search::parse_filter(&filter)?
         .iter()

@@ -101,6 +101,16 @@ fn dataset_key(name: &str, digest: &str) -> Vec<u8> {
     k
 }
 
+/// An artifact index entry from its key (the path) and value (digest, size).
+fn artifact_entry(key: &[u8], value: &[u8]) -> Result<ArtifactEntry> {
+    let (digest, size): (Digest, u64) = dec(value)?;
+    Ok(ArtifactEntry {
+        path: utf8(key),
+        digest,
+        size,
+    })
+}
+
 fn u64_value(v: Option<kv::Value>) -> u64 {
     v.and_then(|b| b.as_ref().try_into().ok())
         .map(u64::from_be_bytes)
@@ -317,15 +327,9 @@ impl Catalog {
         &self,
         prefix: &str,
     ) -> impl Iterator<Item = Result<ArtifactEntry>> + use<> {
-        self.artifacts.scan_prefix(prefix.as_bytes()).map(|e| {
-            let (k, v) = e?;
-            let (digest, size): (Digest, u64) = dec(&v)?;
-            Ok(ArtifactEntry {
-                path: utf8(&k),
-                digest,
-                size,
-            })
-        })
+        self.artifacts
+            .scan_prefix(prefix.as_bytes())
+            .map(|e| e.and_then(|(k, v)| artifact_entry(&k, &v)))
     }
 
     /// Every artifact path whose key is `>= from`, in order (for listing a directory level by
@@ -334,15 +338,9 @@ impl Catalog {
         &self,
         from: &str,
     ) -> impl Iterator<Item = Result<ArtifactEntry>> + use<> {
-        self.artifacts.range_from(from.as_bytes()).map(|e| {
-            let (k, v) = e?;
-            let (digest, size): (Digest, u64) = dec(&v)?;
-            Ok(ArtifactEntry {
-                path: utf8(&k),
-                digest,
-                size,
-            })
-        })
+        self.artifacts
+            .range_from(from.as_bytes())
+            .map(|e| e.and_then(|(k, v)| artifact_entry(&k, &v)))
     }
 
     // ----- the one writer -----

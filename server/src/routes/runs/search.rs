@@ -7,6 +7,8 @@
 //! (a quoted string, a number, or a parenthesized list of strings for `IN`). Which entities, keys
 //! and comparators are allowed is decided by each search, which turns clauses into [`Test`]s.
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use quiver_store::ViewType;
 use serde_json::Value;
 
@@ -647,47 +649,24 @@ pub(crate) fn invalid_max_results(n: i64, why: &str) -> ApiError {
     ))
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
+/// Checks a search's `max_results` against `min..=SEARCH_MAX_RESULTS`.
+pub(crate) fn check_max_results(n: i64, min: i64) -> ApiResult<()> {
+    if n < min {
+        return Err(invalid_max_results(n, "It must be a positive integer"));
     }
-    out
-}
-
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = B64.iter().position(|&b| b == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
+    if n > SEARCH_MAX_RESULTS {
+        return Err(invalid_max_results(
+            n,
+            &format!("It must be at most {SEARCH_MAX_RESULTS}"),
+        ));
     }
-    Some(out)
+    Ok(())
 }
 
 /// A page token for position `offset` of a result list, spelled as MLflow's
 /// (`base64('{"offset": N}')`).
 pub(crate) fn encode_page_token(offset: usize) -> String {
-    base64_encode(format!("{{\"offset\": {offset}}}").as_bytes())
+    BASE64.encode(format!("{{\"offset\": {offset}}}"))
 }
 
 /// The position a page token stands for (0 without a token).
@@ -695,7 +674,7 @@ pub(crate) fn decode_page_token(token: Option<&str>) -> ApiResult<usize> {
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return Ok(0);
     };
-    let bytes = base64_decode(token).ok_or_else(|| {
+    let bytes = BASE64.decode(token).map_err(|_| {
         ApiError::invalid(format!(
             "Invalid page token, could not base64-decode: {token:?}"
         ))
