@@ -6,6 +6,7 @@
 //! numeric strings, doubles as `"NaN"`/`"Infinity"`, lowerCamel aliases, `run_uuid` for
 //! `run_id`, unknown fields ignored) and MLflow's error messages.
 
+use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, Method};
 use serde_json::{Map, Value};
@@ -310,31 +311,48 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
         if req.method() == Method::GET || req.method() == Method::HEAD {
             return Ok(query_fields(req.uri().query().unwrap_or("")));
         }
-        let json_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                let essence = v.split(';').next().unwrap_or("").trim();
-                essence.eq_ignore_ascii_case("application/json")
-            });
-        // Our own limit, not axum's default 2 MB one: a JSON body may be up to MAX_JSON_BODY.
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON_BODY)
-            .await
-            .map_err(|e| {
-                ApiError::invalid(format!(
-                    "Request body unreadable or larger than {MAX_JSON_BODY} bytes: {e}"
-                ))
-            })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        Fields::from_json(&json_body(req).await?)
+    }
+}
+
+/// Reads a request's JSON body (up to [`MAX_JSON_BODY`]) with MLflow's Content-Type rule: a
+/// non-empty body must be `application/json`. An empty or blank body reads as empty.
+pub async fn json_body(req: Request) -> Result<Bytes, ApiError> {
+    let json_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            let essence = v.split(';').next().unwrap_or("").trim();
+            essence.eq_ignore_ascii_case("application/json")
+        });
+    // Our own limit, not axum's default 2 MB one: a JSON body may be up to MAX_JSON_BODY.
+    let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON_BODY)
+        .await
+        .map_err(|e| {
+            ApiError::invalid(format!(
+                "Request body unreadable or larger than {MAX_JSON_BODY} bytes: {e}"
+            ))
+        })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Bytes::new());
+    }
+    if json_type != Some(true) {
+        return Err(ApiError::invalid(
+            "Bad Request. Content-Type must be one of ['application/json'].",
+        ));
+    }
+    Ok(bytes)
+}
+
+impl Fields {
+    /// The fields of a JSON body read by [`json_body`] (empty = no fields). A JSON string that
+    /// holds JSON is decoded twice, as MLflow does for legacy clients.
+    pub fn from_json(bytes: &[u8]) -> Result<Fields, ApiError> {
+        if bytes.is_empty() {
             return Ok(Fields::default());
         }
-        if json_type != Some(true) {
-            return Err(ApiError::invalid(
-                "Bad Request. Content-Type must be one of ['application/json'].",
-            ));
-        }
-        let value: Value = serde_json::from_slice(&bytes)
+        let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| ApiError::invalid(format!("Malformed JSON request body: {e}")))?;
         let value = match value {
             Value::String(inner) => serde_json::from_str(&inner)

@@ -1,11 +1,12 @@
 //! Routes of the runs service: create, get, update, delete, restore, set-tag, delete-tag,
 //! log-parameter, log-metric, log-batch, log-inputs, search.
 
+mod batch;
 pub(crate) mod search;
 
 use std::cmp::Ordering;
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use quiver_store::{
@@ -16,7 +17,7 @@ use serde_json::{json, Value};
 use self::search::{Clause, Entity, Test, KEY_VALUE_OPS, NUMERIC_OPS, STRING_LIST_OPS, STRING_OPS};
 use super::mlflow;
 use crate::error::{ApiError, ApiResult};
-use crate::wire::Fields;
+use crate::wire::{self, Fields};
 use crate::{blocking, json, AppState};
 
 /// Largest log-batch request body (MLflow's `MAX_BATCH_LOG_REQUEST_SIZE`).
@@ -187,14 +188,30 @@ async fn log_metric(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Valu
 }
 
 /// `POST runs/log-batch {run_id*, metrics[], params[], tags[]}`: atomic; at most 1 MB of JSON.
-async fn log_batch(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
-    if f.body_len > MAX_BATCH_LOG_REQUEST_SIZE {
+async fn log_batch(State(s): State<AppState>, req: Request) -> ApiResult<Json<Value>> {
+    let body = wire::json_body(req).await?;
+    if body.len() > MAX_BATCH_LOG_REQUEST_SIZE {
         return Err(ApiError::invalid(format!(
             "Batched logging API requests must be at most {MAX_BATCH_LOG_REQUEST_SIZE} bytes, \
              got a request of size {}.",
-            f.body_len
+            body.len()
         )));
     }
+    let batch::Batch {
+        run_id,
+        metrics,
+        params,
+        tags,
+    } = match batch::parse(&body) {
+        Some(b) => b,
+        None => batch_from_fields(&Fields::from_json(&body)?)?,
+    };
+    blocking(move || Ok(s.store.log_batch(&run_id, &metrics, &params, &tags)?)).await?;
+    Ok(done())
+}
+
+/// A log-batch body read through the general path (with MLflow's error messages).
+fn batch_from_fields(f: &Fields) -> ApiResult<batch::Batch> {
     let run_id = f.run_id()?;
     let metrics = f
         .list("metrics")?
@@ -211,9 +228,13 @@ async fn log_batch(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value
             ))
         })
         .collect::<ApiResult<Vec<_>>>()?;
-    let tags = tags_field(&f, "tags")?;
-    blocking(move || Ok(s.store.log_batch(&run_id, &metrics, &params, &tags)?)).await?;
-    Ok(done())
+    let tags = tags_field(f, "tags")?;
+    Ok(batch::Batch {
+        run_id,
+        metrics,
+        params,
+        tags,
+    })
 }
 
 /// `POST runs/log-inputs {run_id*, datasets[{tags, dataset{name*, digest*, source_type*,

@@ -34,7 +34,7 @@ use crate::ops::PointExtras;
 /// A step is recorded in the series directory every this many rows of a series.
 pub(crate) const FENCE: u64 = 1024;
 /// Rows per data page: small enough that a sampled read decodes little around each row it keeps.
-const PAGE_ROWS: usize = 4096;
+const PAGE_ROWS: usize = 1024;
 /// Rows per row group.
 const ROW_GROUP_ROWS: usize = 1 << 20;
 const SERIES_KEY: &str = "quiver.series";

@@ -1,0 +1,204 @@
+//! The log-batch body read straight into typed values: the hot path of ingest.
+//!
+//! Reading 1,000 metrics through a generic JSON tree cost about 0.9 ms of CPU per request;
+//! reading them into these structs (strings borrowed from the body) costs about a quarter of
+//! that. Anything this path cannot read (a missing field, a wrong type, a legacy JSON-in-a-string
+//! body) returns `None`, and the request goes through the general [`crate::wire::Fields`] path,
+//! so that errors keep MLflow's messages. Both paths accept the same valid requests.
+
+use std::borrow::Cow;
+
+use quiver_store::{Metric, Param, Tag};
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// A double as MLflow accepts it: a number, a numeric string, `"NaN"`, `"Infinity"`.
+struct LenientF64(f64);
+
+impl<'de> Deserialize<'de> for LenientF64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = f64;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a double")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<f64, E> {
+                Ok(v)
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<f64, E> {
+                crate::wire::as_f64(&serde_json::Value::String(s.into()))
+                    .ok_or_else(|| E::custom("not a double"))
+            }
+        }
+        d.deserialize_any(V).map(LenientF64)
+    }
+}
+
+/// An int64 as MLflow accepts it: a number or a numeric string.
+struct LenientI64(i64);
+
+impl<'de> Deserialize<'de> for LenientI64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = i64;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an int64")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<i64, E> {
+                Ok(v)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
+                i64::try_from(v).map_err(E::custom)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
+                crate::wire::as_i64(&serde_json::json!(v)).ok_or_else(|| E::custom("not an int64"))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<i64, E> {
+                s.trim().parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V).map(LenientI64)
+    }
+}
+
+#[derive(Deserialize)]
+struct MetricIn<'a> {
+    #[serde(borrow)]
+    key: Option<Cow<'a, str>>,
+    value: Option<LenientF64>,
+    timestamp: Option<LenientI64>,
+    step: Option<LenientI64>,
+    #[serde(borrow, alias = "modelId")]
+    model_id: Option<Cow<'a, str>>,
+    #[serde(borrow, alias = "datasetName")]
+    dataset_name: Option<Cow<'a, str>>,
+    #[serde(borrow, alias = "datasetDigest")]
+    dataset_digest: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct KeyValueIn<'a> {
+    #[serde(borrow)]
+    key: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    value: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct LogBatchIn<'a> {
+    #[serde(borrow, alias = "runId")]
+    run_id: Option<Cow<'a, str>>,
+    #[serde(borrow, alias = "runUuid")]
+    run_uuid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    metrics: Option<Vec<MetricIn<'a>>>,
+    #[serde(borrow, default)]
+    params: Option<Vec<KeyValueIn<'a>>>,
+    #[serde(borrow, default)]
+    tags: Option<Vec<KeyValueIn<'a>>>,
+}
+
+/// A log-batch request, read.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) run_id: String,
+    pub(crate) metrics: Vec<Metric>,
+    pub(crate) params: Vec<Param>,
+    pub(crate) tags: Vec<Tag>,
+}
+
+fn non_empty(c: Option<Cow<'_, str>>) -> Option<String> {
+    c.filter(|s| !s.is_empty()).map(Cow::into_owned)
+}
+
+/// Reads a log-batch body, or `None` when the general path must (and will) answer it.
+pub(crate) fn parse(bytes: &[u8]) -> Option<Batch> {
+    let req: LogBatchIn<'_> = serde_json::from_slice(bytes).ok()?;
+    let run_id = non_empty(req.run_id).or_else(|| non_empty(req.run_uuid))?;
+    let metrics = req
+        .metrics
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            Some(Metric {
+                key: non_empty(m.key)?,
+                value: m.value?.0,
+                timestamp: m.timestamp?.0,
+                step: m.step.map_or(0, |s| s.0),
+                model_id: non_empty(m.model_id),
+                dataset_name: non_empty(m.dataset_name),
+                dataset_digest: non_empty(m.dataset_digest),
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let pairs = |list: Option<Vec<KeyValueIn<'_>>>| {
+        list.unwrap_or_default()
+            .into_iter()
+            .map(|kv| {
+                Some((
+                    non_empty(kv.key)?,
+                    kv.value.unwrap_or_default().into_owned(),
+                ))
+            })
+            .collect::<Option<Vec<_>>>()
+    };
+    let params = pairs(req.params)?
+        .into_iter()
+        .map(|(k, v)| Param::new(k, v))
+        .collect();
+    let tags = pairs(req.tags)?
+        .into_iter()
+        .map(|(k, v)| Tag::new(k, v))
+        .collect();
+    Some(Batch {
+        run_id,
+        metrics,
+        params,
+        tags,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_the_client_sends_and_declines_the_rest() {
+        let body = br#"{"run_id":"r1","metrics":[{"key":"loss","value":"NaN","timestamp":"5","step":2,"run_id":"r1"},
+            {"key":"acc","value":1,"timestamp":6,"modelId":"m-1"}],"params":[{"key":"lr","value":"0.1"}],
+            "tags":[{"key":"t","value":"v"}],"unknown":{"x":[1]}}"#;
+        let b = parse(body).unwrap();
+        assert_eq!(b.run_id, "r1");
+        assert!(b.metrics[0].value.is_nan());
+        assert_eq!((b.metrics[0].timestamp, b.metrics[0].step), (5, 2));
+        assert_eq!((b.metrics[1].value, b.metrics[1].step), (1.0, 0));
+        assert_eq!(b.metrics[1].model_id.as_deref(), Some("m-1"));
+        assert_eq!(b.params, vec![Param::new("lr", "0.1")]);
+        assert_eq!(b.tags, vec![Tag::new("t", "v")]);
+        let b = parse(br#"{"run_uuid":"r2"}"#).unwrap();
+        assert_eq!((b.run_id.as_str(), b.metrics.len()), ("r2", 0));
+        // Left to the general path, which words the error as MLflow does.
+        for declined in [
+            &br#"{"run_id":"r","metrics":[{"key":"k","value":1}]}"#[..],
+            br#"{"run_id":"r","metrics":[{"key":"k","value":{},"timestamp":1}]}"#,
+            br#"{"metrics":[]}"#,
+            br#""{\"run_id\":\"r\"}""#,
+            br#"{"run_id":"r","params":[{"value":"v"}]}"#,
+            b"not json",
+        ] {
+            assert!(
+                parse(declined).is_none(),
+                "{}",
+                String::from_utf8_lossy(declined)
+            );
+        }
+    }
+}
