@@ -11,6 +11,8 @@
 //!   segments; reading one series touches only that series' rows, and sampled reads cost what
 //!   they return.
 //! - **Content-addressed artifacts**: blake3-named blobs, stored once whatever logs them.
+//! - **SQL** over all of it through DataFusion ([`Store::sql`]): read-only, with a memory and
+//!   time limit per query.
 //! - **Catalog** in sled, never trusted alone: rebuilt from its checkpoint and the log whenever
 //!   the store was not closed cleanly.
 //!
@@ -38,6 +40,7 @@ pub mod fuzzing;
 mod lock;
 mod metrics;
 mod ops;
+mod query;
 mod store;
 mod types;
 pub mod validate;
@@ -46,5 +49,6 @@ mod wal;
 pub use blobs::{BlobBytes, Digest, GcReport};
 pub use error::{Error, ErrorCode, Result};
 pub use metrics::MetricsStats;
+pub use query::QueryOptions;
 pub use store::{MetricHistory, Store, StoreOptions};
 pub use types::*;

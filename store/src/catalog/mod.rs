@@ -111,6 +111,21 @@ fn artifact_entry(key: &[u8], value: &[u8]) -> Result<ArtifactEntry> {
     })
 }
 
+/// Every entry of a tree keyed `run_id NUL key`, as `(run_id, key, decoded value)`.
+fn run_entries<T>(
+    tree: &Tree,
+    value: impl Fn(&[u8]) -> Result<T>,
+) -> Result<Vec<(String, String, T)>> {
+    tree.iter()
+        .map(|e| {
+            let (k, v) = e?;
+            let nul = k.iter().position(|&b| b == 0).unwrap_or(k.len());
+            let key = k.get(nul + 1..).unwrap_or_default();
+            Ok((utf8(&k[..nul]), utf8(key), value(&v)?))
+        })
+        .collect()
+}
+
 fn u64_value(v: Option<kv::Value>) -> u64 {
     v.and_then(|b| b.as_ref().try_into().ok())
         .map(u64::from_be_bytes)
@@ -341,6 +356,52 @@ impl Catalog {
         self.artifacts
             .range_from(from.as_bytes())
             .map(|e| e.and_then(|(k, v)| artifact_entry(&k, &v)))
+    }
+
+    // ----- whole-catalog scans (the SQL tables) -----
+
+    /// Every run's info, in run id order (deleted runs included).
+    pub(crate) fn all_run_infos(&self) -> Result<Vec<RunInfo>> {
+        self.runs
+            .iter()
+            .map(|e| e.and_then(|(_, v)| dec(&v)))
+            .collect()
+    }
+
+    /// Every param of every run as `(run_id, key, value)`, in (run, key) order.
+    pub(crate) fn all_params(&self) -> Result<Vec<(String, String, String)>> {
+        run_entries(&self.params, |v| Ok(utf8(v)))
+    }
+
+    /// Every tag of every run as `(run_id, key, value)`, in (run, key) order.
+    pub(crate) fn all_tags(&self) -> Result<Vec<(String, String, String)>> {
+        run_entries(&self.tags, |v| Ok(utf8(v)))
+    }
+
+    /// The latest value of every metric of every run as `(run_id, key, metric)`.
+    pub(crate) fn all_latest_metrics(&self) -> Result<Vec<(String, String, Metric)>> {
+        run_entries(&self.latest_metrics, dec)
+    }
+
+    /// The metric series of run `run_id` as `(key, series id)`, in key order.
+    pub(crate) fn series_of_run(&self, run_id: &str) -> Result<Vec<(String, u64)>> {
+        let prefix = run_prefix(run_id);
+        self.series
+            .scan_prefix(&prefix)
+            .map(|e| e.map(|(k, v)| (utf8(&k[prefix.len()..]), u64_value(Some(v)))))
+            .collect()
+    }
+
+    /// Every metric series as `(series id, run_id, key)`, in id order.
+    pub(crate) fn all_series(&self) -> Result<Vec<(u64, String, String)>> {
+        self.series_by_id
+            .iter()
+            .map(|e| {
+                let (k, v) = e?;
+                let (run_id, key): (String, String) = dec(&v)?;
+                Ok((u64_value(Some(k)), run_id, key))
+            })
+            .collect()
     }
 
     // ----- the one writer -----

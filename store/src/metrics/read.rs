@@ -105,7 +105,7 @@ impl SeriesView {
     }
 
     /// Every point, sorted into storage order, deduplicated.
-    fn materialize(&self) -> Result<Points> {
+    pub(crate) fn materialize(&self) -> Result<Points> {
         let mut all = Points::default();
         for p in &self.parts {
             all.append(p.read_all()?);

@@ -108,7 +108,7 @@ pub struct Store {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     dir: PathBuf,
     options: StoreOptions,
     /// Serializes validate + log append + apply, so the log order is the apply order.
@@ -223,7 +223,24 @@ impl Drop for Store {
     }
 }
 
+impl Store {
+    /// The shared state, for readers that outlive a borrow of the store (SQL queries).
+    pub(crate) fn shared(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+}
+
 impl Inner {
+    /// The catalog (read access for queries).
+    pub(crate) fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The metric store (read access for queries).
+    pub(crate) fn metrics(&self) -> &MetricsStore {
+        &self.metrics
+    }
+
     /// Runs one write: `build` validates against the catalog and returns the op to log (or none
     /// for a no-op) and the caller's result. Returns once the op is durable.
     fn commit<T>(&self, build: impl FnOnce(&Catalog) -> Result<(Option<Op>, T)>) -> Result<T> {
