@@ -1,6 +1,7 @@
 //! `quiver`: an MLflow-compatible tracking server on an embedded store, and admin commands.
 
 mod server;
+mod sql;
 
 use std::path::PathBuf;
 
@@ -30,6 +31,26 @@ enum Command {
         #[arg(long, env = "QUIVER_STORE", default_value = "./quiver-data")]
         store: PathBuf,
     },
+    /// Run a read-only SQL query over a store (tables: experiments, runs, params, tags,
+    /// latest_metrics, metrics, artifacts).
+    ///
+    /// Example: quiver sql "SELECT key, count(*) FROM metrics GROUP BY key"
+    Sql {
+        /// The query (SELECT / WITH / VALUES / EXPLAIN; anything else is refused).
+        query: String,
+        /// The store directory (when no --url is given).
+        #[arg(long, env = "QUIVER_STORE", default_value = "./quiver-data")]
+        store: PathBuf,
+        /// Query a running server instead (e.g. http://127.0.0.1:5000).
+        #[arg(long)]
+        url: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: sql::Format,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -50,5 +71,12 @@ fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server { host, port, store } => server::run(&host, port, &store),
+        Command::Sql {
+            query,
+            store,
+            url,
+            format,
+            output,
+        } => sql::run(&query, &store, url.as_deref(), format, output.as_ref()),
     }
 }

@@ -41,11 +41,14 @@ mod lock;
 mod metrics;
 mod ops;
 mod query;
+pub mod sql_output;
 mod store;
 mod types;
 pub mod validate;
 mod wal;
 
+/// The Arrow crate SQL results are made of, re-exported so users match its version.
+pub use arrow;
 pub use blobs::{BlobBytes, Digest, GcReport};
 pub use error::{Error, ErrorCode, Result};
 pub use metrics::MetricsStats;

@@ -4,6 +4,7 @@
 mod artifacts;
 mod compat;
 mod server;
+mod sql;
 mod tracking;
 
 use std::net::TcpListener;

@@ -6,6 +6,7 @@ mod logged_models;
 mod metrics;
 mod misc;
 mod runs;
+mod sql;
 
 use axum::routing::MethodRouter;
 use axum::Router;
@@ -33,5 +34,6 @@ pub(crate) fn all() -> Router<AppState> {
     let router = metrics::routes(router);
     let router = artifacts::routes(router);
     let router = logged_models::routes(router);
+    let router = sql::routes(router);
     misc::routes(router)
 }

@@ -1,0 +1,117 @@
+//! Encodings of SQL results (Arrow record batches) for people and programs: a text table, CSV,
+//! JSON rows, an Arrow IPC stream and Parquet. Shared by the CLI and the server so that both
+//! print a query's result the same way.
+
+use std::io::Write;
+
+use arrow::error::ArrowError;
+
+/// The media type of an Arrow IPC stream, as `POST /api/2.0/quiver/sql` answers it on request.
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+use arrow::record_batch::RecordBatch;
+
+/// A text table with a header row (for a terminal).
+pub fn table(batches: &[RecordBatch]) -> Result<String, ArrowError> {
+    Ok(arrow::util::pretty::pretty_format_batches(batches)?.to_string())
+}
+
+/// CSV with a header row.
+pub fn csv(batches: &[RecordBatch], out: impl Write) -> Result<(), ArrowError> {
+    let mut w = arrow::csv::WriterBuilder::new()
+        .with_header(true)
+        .build(out);
+    for b in batches {
+        w.write(b)?;
+    }
+    Ok(())
+}
+
+/// The rows as JSON objects (`[{column: value}, ...]`; nulls omitted).
+pub fn json_rows(batches: &[RecordBatch]) -> Result<serde_json::Value, ArrowError> {
+    let mut w = arrow::json::ArrayWriter::new(Vec::new());
+    for b in batches {
+        w.write(b)?;
+    }
+    w.finish()?;
+    let bytes = w.into_inner();
+    if bytes.is_empty() {
+        return Ok(serde_json::Value::Array(Vec::new()));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ArrowError::JsonError(e.to_string()))
+}
+
+/// An Arrow IPC stream (what `Accept: application/vnd.apache.arrow.stream` asks for).
+pub fn arrow_ipc(batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError> {
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &first.schema())?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.finish()?;
+    w.into_inner()
+}
+
+/// Reads an Arrow IPC stream back into batches.
+pub fn from_arrow_ipc(bytes: &[u8]) -> Result<Vec<RecordBatch>, ArrowError> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?.collect()
+}
+
+/// A Parquet file.
+pub fn parquet(batches: &[RecordBatch], out: impl Write + Send) -> Result<(), ArrowError> {
+    let Some(first) = batches.first() else {
+        return Ok(());
+    };
+    let mut w = parquet::arrow::ArrowWriter::try_new(out, first.schema(), None)
+        .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+    for b in batches {
+        w.write(b)
+            .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+    }
+    w.close()
+        .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    #[test]
+    fn every_encoding_of_a_small_result() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("v", DataType::Float64, true),
+        ]));
+        let b = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b"])),
+                Arc::new(Float64Array::from(vec![Some(1.5), None])),
+            ],
+        )
+        .unwrap();
+        let batches = vec![b];
+        assert!(table(&batches).unwrap().contains("| a | 1.5 |"));
+        let mut out = Vec::new();
+        csv(&batches, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "k,v\na,1.5\nb,\n");
+        assert_eq!(
+            json_rows(&batches).unwrap(),
+            serde_json::json!([{"k": "a", "v": 1.5}, {"k": "b"}])
+        );
+        let back = from_arrow_ipc(&arrow_ipc(&batches).unwrap()).unwrap();
+        assert_eq!(back, batches);
+        let mut pq = Vec::new();
+        parquet(&batches, &mut pq).unwrap();
+        assert_eq!(&pq[..4], b"PAR1");
+        assert_eq!(json_rows(&[]).unwrap(), serde_json::json!([]));
+    }
+}
