@@ -15,6 +15,7 @@ pub mod wire;
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::http::{Method, Uri};
 use axum::Router;
 use quiver_store::Store;
@@ -41,11 +42,20 @@ pub fn router(store: Arc<Store>) -> Router {
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
-async fn not_found(method: Method, uri: Uri) -> ApiError {
+/// Reads and drops a request body (up to 1 MiB) before answering, so that the connection can be
+/// kept alive: a response sent while the body is unread makes the server close the connection,
+/// and a client reusing it then fails.
+async fn drain(body: Body) {
+    let _ = axum::body::to_bytes(body, 1 << 20).await;
+}
+
+async fn not_found(method: Method, uri: Uri, body: Body) -> ApiError {
+    drain(body).await;
     ApiError::endpoint_not_found(method.as_str(), uri.path())
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+async fn method_not_allowed(method: Method, uri: Uri, body: Body) -> ApiError {
+    drain(body).await;
     ApiError {
         status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
         ..ApiError::endpoint_not_found(method.as_str(), uri.path())
