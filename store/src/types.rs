@@ -228,6 +228,10 @@ pub struct Dataset {
     pub profile: Option<String>,
 }
 
+/// The input tag that says what a dataset was used for (`train`, `eval` ...); searched as
+/// `datasets.context`.
+pub const DATASET_CONTEXT_TAG: &str = "mlflow.data.context";
+
 /// A dataset used by a run, with the input's tags (`mlflow.data.context` = `train`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DatasetInput {

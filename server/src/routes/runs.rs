@@ -4,17 +4,14 @@
 mod batch;
 pub(crate) mod search;
 
-use std::cmp::Ordering;
-
 use axum::extract::{Request, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use quiver_store::{
-    CreateRun, Dataset, DatasetInput, Metric, Param, Run, RunStatus, Tag, UpdateRun,
+    CreateRun, Dataset, DatasetInput, Metric, Param, RunSearch, RunStatus, Tag, UpdateRun,
 };
 use serde_json::{json, Value};
 
-use self::search::{Clause, Entity, Test, KEY_VALUE_OPS, NUMERIC_OPS, STRING_LIST_OPS, STRING_OPS};
 use super::mlflow;
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{self, Fields};
@@ -25,9 +22,6 @@ pub(crate) const MAX_BATCH_LOG_REQUEST_SIZE: usize = 1_000_000;
 
 /// Default page size of `runs/search`.
 const SEARCH_RUNS_DEFAULT: i64 = 1000;
-
-/// The input tag that holds a dataset's context (`training`, `eval` ...).
-const DATASET_CONTEXT_TAG: &str = "mlflow.data.context";
 
 /// Registers this module's routes.
 pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
@@ -265,275 +259,21 @@ async fn log_inputs(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Valu
     Ok(done())
 }
 
-/// An attribute of a run that filters and `order_by` can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Attr {
-    RunId,
-    RunName,
-    Status,
-    UserId,
-    ArtifactUri,
-    StartTime,
-    EndTime,
-}
-
-impl Attr {
-    fn parse(key: &str) -> ApiResult<Attr> {
-        Ok(match key {
-            "run_id" => Attr::RunId,
-            "run_name" | "run name" | "Run name" | "Run Name" => Attr::RunName,
-            "status" => Attr::Status,
-            "user_id" => Attr::UserId,
-            "artifact_uri" => Attr::ArtifactUri,
-            "start_time" | "created" | "Created" => Attr::StartTime,
-            "end_time" => Attr::EndTime,
-            _ => {
-                return Err(ApiError::invalid(format!(
-                    "Invalid attribute key '{key}' specified. Valid keys are '['run_id', \
-                     'run_name', 'status', 'user_id', 'artifact_uri', 'start_time', 'end_time']'"
-                )))
-            }
-        })
-    }
-
-    fn is_numeric(self) -> bool {
-        matches!(self, Attr::StartTime | Attr::EndTime)
-    }
-
-    fn text(self, r: &Run) -> Option<&str> {
-        let i = &r.info;
-        Some(match self {
-            Attr::RunId => &i.run_id,
-            Attr::RunName => &i.run_name,
-            Attr::Status => i.status.as_str(),
-            Attr::UserId => &i.user_id,
-            Attr::ArtifactUri => &i.artifact_uri,
-            Attr::StartTime | Attr::EndTime => return None,
-        })
-    }
-
-    fn number(self, r: &Run) -> Option<f64> {
-        match self {
-            Attr::StartTime => Some(r.info.start_time as f64),
-            Attr::EndTime => r.info.end_time.map(|t| t as f64),
-            _ => None,
-        }
-    }
-}
-
-/// A field of a run that filters and `order_by` can name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum RunField {
-    Metric(String),
-    Param(String),
-    Tag(String),
-    Attr(Attr),
-    DatasetName,
-    DatasetDigest,
-    DatasetContext,
-}
-
-impl RunField {
-    fn metric(&self, r: &Run) -> Option<f64> {
-        match self {
-            RunField::Metric(k) => r.metrics.iter().find(|m| &m.key == k).map(|m| m.value),
-            RunField::Attr(a) => a.number(r),
-            _ => None,
-        }
-    }
-
-    fn text<'a>(&self, r: &'a Run) -> Option<&'a str> {
-        match self {
-            RunField::Param(k) => r
-                .params
-                .iter()
-                .find(|p| &p.key == k)
-                .map(|p| p.value.as_str()),
-            RunField::Tag(k) => r
-                .tags
-                .iter()
-                .find(|t| &t.key == k)
-                .map(|t| t.value.as_str()),
-            RunField::Attr(a) => a.text(r),
-            _ => None,
-        }
-    }
-
-    fn dataset_value<'a>(&self, d: &'a DatasetInput) -> Option<&'a str> {
-        match self {
-            RunField::DatasetName => Some(&d.dataset.name),
-            RunField::DatasetDigest => Some(&d.dataset.digest),
-            RunField::DatasetContext => d
-                .tags
-                .iter()
-                .find(|t| t.key == DATASET_CONTEXT_TAG)
-                .map(|t| t.value.as_str()),
-            _ => None,
-        }
-    }
-}
-
-fn run_test(c: &Clause) -> ApiResult<(RunField, Test)> {
-    Ok(match c.entity {
-        Entity::Metric => (
-            RunField::Metric(c.key.clone()),
-            Test::number(c, NUMERIC_OPS)?,
-        ),
-        Entity::Param => (
-            RunField::Param(c.key.clone()),
-            Test::string(c, KEY_VALUE_OPS)?,
-        ),
-        Entity::Tag => (
-            RunField::Tag(c.key.clone()),
-            Test::string(c, KEY_VALUE_OPS)?,
-        ),
-        Entity::Attribute => {
-            let attr = Attr::parse(&c.key)?;
-            let test = match attr {
-                a if a.is_numeric() => Test::number(c, NUMERIC_OPS)?,
-                Attr::RunId => Test::string(c, STRING_LIST_OPS)?,
-                _ => Test::string(c, STRING_OPS)?,
-            };
-            (RunField::Attr(attr), test)
-        }
-        Entity::Dataset => {
-            let field = match c.key.as_str() {
-                "name" => RunField::DatasetName,
-                "digest" => RunField::DatasetDigest,
-                "context" => RunField::DatasetContext,
-                other => {
-                    return Err(ApiError::invalid(format!(
-                        "Invalid dataset key '{other}' specified. Valid keys are '['name', \
-                         'digest', 'context']'"
-                    )))
-                }
-            };
-            (field, Test::string(c, STRING_LIST_OPS)?)
-        }
-    })
-}
-
-fn passes(r: &Run, field: &RunField, test: &Test) -> bool {
-    match field {
-        RunField::Metric(_) => test.on_num(field.metric(r)),
-        RunField::Attr(a) if a.is_numeric() => test.on_num(field.metric(r)),
-        RunField::DatasetName | RunField::DatasetDigest | RunField::DatasetContext => r
-            .dataset_inputs
-            .iter()
-            .any(|d| test.on_str(field.dataset_value(d))),
-        _ => test.on_str(field.text(r)),
-    }
-}
-
-/// A value runs are sorted by; absent values (and NaN metrics) sort last either way.
-#[derive(Debug, Clone, PartialEq)]
-enum SortKey {
-    Num(f64),
-    Str(String),
-}
-
-fn sort_key(r: &Run, field: &RunField) -> Option<SortKey> {
-    match field {
-        RunField::Metric(_) => field.metric(r).filter(|v| !v.is_nan()).map(SortKey::Num),
-        RunField::Attr(a) if a.is_numeric() => field.metric(r).map(SortKey::Num),
-        _ => field.text(r).map(|s| SortKey::Str(s.to_string())),
-    }
-}
-
-fn compare_keys(a: &Option<SortKey>, b: &Option<SortKey>, ascending: bool) -> Ordering {
-    let o = match (a, b) {
-        (None, None) => return Ordering::Equal,
-        (None, Some(_)) => return Ordering::Greater,
-        (Some(_), None) => return Ordering::Less,
-        (Some(SortKey::Num(x)), Some(SortKey::Num(y))) => x.total_cmp(y),
-        (Some(SortKey::Str(x)), Some(SortKey::Str(y))) => x.cmp(y),
-        _ => Ordering::Equal,
-    };
-    if ascending {
-        o
-    } else {
-        o.reverse()
-    }
-}
-
-fn order_field(clause: &str) -> ApiResult<(RunField, bool)> {
-    let o = search::parse_order_by(clause)?;
-    let field = match o.entity {
-        Entity::Metric => RunField::Metric(o.key),
-        Entity::Param => RunField::Param(o.key),
-        Entity::Tag => RunField::Tag(o.key),
-        Entity::Attribute => RunField::Attr(Attr::parse(&o.key)?),
-        Entity::Dataset => {
-            return Err(ApiError::invalid(format!(
-                "Invalid order_by clause '{clause}': runs cannot be ordered by datasets"
-            )))
-        }
-    };
-    Ok((field, o.ascending))
-}
-
 /// `POST runs/search {experiment_ids[], filter, run_view_type, max_results, order_by[],
-/// page_token}` → `{runs, next_page_token}`. Default order: start time descending, then run id.
+/// page_token}` → `{runs, next_page_token}`, served by the store's run index.
 async fn search(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
-    let experiment_ids = f.str_list("experiment_ids")?;
-    let view = search::view_type(&f, "run_view_type")?;
-    let max_results = f.opt_i64("max_results")?.unwrap_or(SEARCH_RUNS_DEFAULT);
-    search::check_max_results(max_results, 0)?;
-    let filter = f.opt_str("filter")?.unwrap_or_default();
-    let tests = search::parse_filter(&filter)?
-        .iter()
-        .map(run_test)
-        .collect::<ApiResult<Vec<_>>>()?;
-    let mut order = f
-        .str_list("order_by")?
-        .iter()
-        .map(|c| order_field(c))
-        .collect::<ApiResult<Vec<_>>>()?;
-    if !order
-        .iter()
-        .any(|(field, _)| *field == RunField::Attr(Attr::StartTime))
-    {
-        order.push((RunField::Attr(Attr::StartTime), false));
-    }
-    order.push((RunField::Attr(Attr::RunId), true));
-    let offset = search::decode_page_token(f.opt_str("page_token")?.as_deref())?;
-    if experiment_ids.is_empty() {
-        return Ok(done());
-    }
-
-    let (page, next) = blocking(move || {
-        let ids: Vec<&str> = experiment_ids.iter().map(String::as_str).collect();
-        let mut keyed = Vec::new();
-        for info in s.store.list_runs(&ids, view)? {
-            let run = match s.store.get_run(&info.run_id) {
-                Ok(run) => run,
-                // Deleted between the listing and now.
-                Err(quiver_store::Error::NotFound(_)) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if tests.iter().all(|(field, test)| passes(&run, field, test)) {
-                let keys: Vec<Option<SortKey>> = order
-                    .iter()
-                    .map(|(field, _)| sort_key(&run, field))
-                    .collect();
-                keyed.push((keys, run));
-            }
-        }
-        keyed.sort_by(|(a, _), (b, _)| {
-            a.iter()
-                .zip(b)
-                .zip(&order)
-                .map(|((x, y), (_, asc))| compare_keys(x, y, *asc))
-                .find(|o| o.is_ne())
-                .unwrap_or(Ordering::Equal)
-        });
-        let runs: Vec<Run> = keyed.into_iter().map(|(_, run)| run).collect();
-        Ok(search::paginate(runs, offset, max_results as usize))
-    })
-    .await?;
+    let req = RunSearch {
+        experiment_ids: f.str_list("experiment_ids")?,
+        filter: f.opt_str("filter")?.unwrap_or_default(),
+        view: search::view_type(&f, "run_view_type")?,
+        max_results: search::max_results(&f, SEARCH_RUNS_DEFAULT)?,
+        order_by: f.str_list("order_by")?,
+        page_token: f.opt_str("page_token")?,
+    };
+    let page = blocking(move || Ok(s.store.search_runs(&req)?)).await?;
     let mut out = serde_json::Map::new();
-    json::put_list(&mut out, "runs", page.iter().map(json::run).collect());
-    if let Some(token) = next {
+    json::put_list(&mut out, "runs", page.runs.iter().map(json::run).collect());
+    if let Some(token) = page.next_page_token {
         out.insert("next_page_token".into(), Value::String(token));
     }
     Ok(Json(Value::Object(out)))

@@ -39,6 +39,7 @@ use crate::error::{Error, Result};
 use crate::lock::DirLock;
 use crate::metrics::MetricsStore;
 use crate::ops::Op;
+use crate::search::index::RunIndex;
 use crate::wal::Wal;
 
 pub use metrics::MetricHistory;
@@ -127,6 +128,8 @@ pub(crate) struct Inner {
     gc_lock: RwLock<()>,
     /// Set once an op reached the log but could not be applied: memory no longer matches it.
     poisoned: AtomicBool,
+    /// Columnar index of runs for searches, per experiment searched so far.
+    run_index: RunIndex,
     /// Wakes the background flusher; `true` asks it to stop.
     stop: (Mutex<bool>, Condvar),
     closed: AtomicBool,
@@ -236,6 +239,11 @@ impl Inner {
         &self.catalog
     }
 
+    /// The run index of searches.
+    pub(crate) fn run_index(&self) -> &RunIndex {
+        &self.run_index
+    }
+
     /// The metric store (read access for queries).
     pub(crate) fn metrics(&self) -> &MetricsStore {
         &self.metrics
@@ -269,6 +277,12 @@ impl Inner {
         self.catalog.apply(op)?;
         if let Op::LogBatch(batch) = op {
             self.metrics.apply(lsn, batch);
+        }
+        if let Err(e) = self.run_index.apply(op, &self.catalog) {
+            // The index is derived state: forget it and rebuild it on the next search rather
+            // than fail a write that is already logged and applied.
+            tracing::warn!(error = %e, "run index update failed; it will be rebuilt");
+            self.run_index.clear();
         }
         Ok(())
     }

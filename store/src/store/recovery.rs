@@ -167,6 +167,7 @@ pub(super) fn open(dir: &Path, options: StoreOptions) -> Result<Inner> {
         flush_lock: Mutex::new(()),
         gc_lock: RwLock::new(()),
         poisoned: AtomicBool::new(false),
+        run_index: Default::default(),
         stop: (Mutex::new(false), Condvar::new()),
         closed: AtomicBool::new(false),
         _lock: lock,

@@ -6,6 +6,7 @@ mod crash;
 mod metrics;
 mod props;
 mod recovery;
+mod search;
 mod sql;
 
 use quiver_store::{CreateRun, Store, StoreOptions};
