@@ -103,6 +103,18 @@ PATHS = [
 ]
 
 
+FILTERS = [
+    "metrics.acc > 0.5 and params.lr = '0.01'",
+    "tags.`mlflow.runName` LIKE 'a%' AND attributes.status != \"FAILED\"",
+    "params.\"opt name\" IS NOT NULL and tag.t IS NULL",
+    "run_id NOT IN ('a', 'b') and datasets.context IN ('train')",
+    "attributes.start_time >= 1700000000000 AND end_time < -1e3",
+    "name ILIKE '%x_%' and experiment_id IN ('0') and creation_time > 5",
+    "metrics.`val loss` DESC",
+    "a = 'b' OR c = 'd'",
+]
+
+
 def main():
     ops = list(OPS.items())
     for name, payload in ops:
@@ -121,6 +133,9 @@ def main():
 
     for i, p in enumerate(PATHS):
         write("artifact_path", "%02d" % i, p.encode())
+
+    for i, f in enumerate(FILTERS):
+        write("search_filter", "%02d" % i, f.encode())
 
 
 if __name__ == "__main__":

@@ -46,3 +46,16 @@ pub fn artifact_path(path: &str) -> bool {
         Err(_) => false,
     }
 }
+
+/// Parses a search filter and an `order_by` clause as runs and experiments searches do; what
+/// parses must also compile into a query (errors are fine, panics are not).
+pub fn search_filter(text: &str) -> bool {
+    use crate::types::ViewType;
+    let filter_ok = crate::search::grammar::parse_filter(text).is_ok();
+    let runs = crate::search::fuzz_compile_runs(text, ViewType::All);
+    let experiments = crate::search::fuzz_compile_experiments(text);
+    let _ = crate::search::grammar::parse_order_by(text);
+    // Compiling needs a parse first.
+    assert!(filter_ok || (!runs && !experiments));
+    filter_ok
+}

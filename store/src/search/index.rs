@@ -360,7 +360,7 @@ fn column<'a, C: Default>(map: &'a mut BTreeMap<Box<str>, C>, key: &str) -> &'a 
 #[derive(Debug)]
 enum SlotState {
     Building(Vec<Op>),
-    Ready(ExperimentIndex),
+    Ready(Box<ExperimentIndex>),
 }
 
 #[derive(Debug)]
@@ -442,7 +442,7 @@ impl RunIndex {
                     index.apply(op, catalog)?;
                 }
             }
-            *state = SlotState::Ready(index);
+            *state = SlotState::Ready(Box::new(index));
         }
         drop(_building);
         Ok(IndexGuard { slot })

@@ -90,6 +90,20 @@ fn check_max_results(n: usize, min: usize) -> Result<()> {
     Ok(())
 }
 
+/// Whether `filter` (and the same text as an `order_by` clause) compiles as a runs search.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_compile_runs(filter: &str, view: ViewType) -> bool {
+    let _ = RunQuery::new("", &[filter.to_string()], view);
+    RunQuery::new(filter, &[], view).is_ok()
+}
+
+/// Whether `filter` compiles as an experiments search.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_compile_experiments(filter: &str) -> bool {
+    let _ = ExperimentQuery::new("", &[filter.to_string()]);
+    ExperimentQuery::new(filter, &[]).is_ok()
+}
+
 fn view_name(view: ViewType) -> &'static str {
     match view {
         ViewType::ActiveOnly => "active",

@@ -238,7 +238,7 @@ fn quote_key(prefix: &str, key: &str, style: u8) -> String {
 }
 
 fn quote_value(v: &str, style: u8) -> String {
-    if style % 2 == 0 {
+    if style.is_multiple_of(2) {
         format!("'{}'", v.replace('\'', "\\'"))
     } else {
         format!("\"{}\"", v.replace('"', "\\\""))
@@ -246,7 +246,7 @@ fn quote_value(v: &str, style: u8) -> String {
 }
 
 fn case(keyword: &str, style: u8) -> String {
-    if style % 2 == 0 {
+    if style.is_multiple_of(2) {
         keyword.to_string()
     } else {
         keyword.to_lowercase()
@@ -586,7 +586,7 @@ proptest! {
 
         for ((clauses, style), order) in filters.iter().zip(orders.iter().cycle()) {
             let filter: Vec<String> = clauses.iter().map(|c| render(c, &ids, *style)).collect();
-            let filter = filter.join(if style % 2 == 0 { " AND " } else { " and " });
+            let filter = filter.join(if style.is_multiple_of(2) { " AND " } else { " and " });
             let order_by: Vec<String> = order.iter().map(render_order).collect();
             let mut expected: Vec<&Run> = runs
                 .iter()
