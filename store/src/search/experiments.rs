@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::search::grammar::{
-    self, Clause, Entity, Test, KEY_VALUE_OPS, NUMERIC_OPS, STRING_LIST_OPS,
+    self, Clause, Comparator, Entity, Test, KEY_VALUE_OPS, NUMERIC_OPS, STRING_LIST_OPS, STRING_OPS,
 };
 use crate::search::token::SortValue;
 use crate::types::Experiment;
@@ -45,6 +45,16 @@ fn not_for_experiments(entity: Entity) -> Error {
 
 /// Turns a filter clause into the field it names and its test.
 fn experiment_test(c: &Clause) -> Result<(ExperimentField, Test)> {
+    // MLflow's experiment search knows fewer spellings than the runs search.
+    if let Some(p) = c
+        .prefix
+        .as_deref()
+        .filter(|p| !["attribute", "tag", "tags"].contains(p))
+    {
+        return Err(Error::InvalidParameter(format!(
+            "Invalid entity type '{p}'. Valid entity types are ('attribute', 'tag', 'tags')"
+        )));
+    }
     match c.entity {
         Entity::Tag => Ok((
             ExperimentField::Tag(c.key.clone()),
@@ -52,8 +62,18 @@ fn experiment_test(c: &Clause) -> Result<(ExperimentField, Test)> {
         )),
         Entity::Attribute => {
             let field = ExperimentField::attribute(&c.key)?;
+            if field == ExperimentField::Name
+                && matches!(c.comparator, Comparator::In | Comparator::NotIn)
+            {
+                return Err(Error::InvalidParameter(
+                    "Only ['experiment_id'] attributes support comparison with a list of quoted \
+                     string values."
+                        .into(),
+                ));
+            }
             let test = match field {
-                ExperimentField::Name | ExperimentField::Id => Test::string(c, STRING_LIST_OPS)?,
+                ExperimentField::Name => Test::string(c, STRING_OPS)?,
+                ExperimentField::Id => Test::string(c, STRING_LIST_OPS)?,
                 _ => Test::number(c, NUMERIC_OPS)?,
             };
             Ok((field, test))

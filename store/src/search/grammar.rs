@@ -31,7 +31,8 @@ pub(crate) enum Entity {
 
 impl Entity {
     fn parse(prefix: &str) -> Result<Entity> {
-        Ok(match prefix.to_ascii_lowercase().as_str() {
+        // Case-sensitive, as MLflow: `METRICS.x` is an unknown entity.
+        Ok(match prefix {
             "attribute" | "attributes" | "attr" | "run" => Entity::Attribute,
             "metric" | "metrics" => Entity::Metric,
             "param" | "params" | "parameter" | "parameters" => Entity::Param,
@@ -157,6 +158,8 @@ pub(crate) enum Literal {
 /// One comparison of a filter.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Clause {
+    /// The entity prefix as written (`attributes`, `tag` ...), `None` for a bare attribute.
+    pub(crate) prefix: Option<String>,
     /// What the identifier names.
     pub(crate) entity: Entity,
     /// The key (metric, param or tag name, attribute name).
@@ -358,8 +361,10 @@ fn lex(input: &str) -> Result<Vec<Token>, String> {
                 i += 1;
             }
             '=' => {
-                out.push(Token::Op("="));
-                i += if chars.get(i + 1) == Some(&'=') { 2 } else { 1 };
+                // `==` is not SQL: kept as written so that it is refused as a comparator.
+                let double = chars.get(i + 1) == Some(&'=');
+                out.push(Token::Op(if double { "==" } else { "=" }));
+                i += if double { 2 } else { 1 };
             }
             '!' if chars.get(i + 1) == Some(&'=') => {
                 out.push(Token::Op("!="));
@@ -367,9 +372,10 @@ fn lex(input: &str) -> Result<Vec<Token>, String> {
             }
             '<' | '>' => {
                 let eq = chars.get(i + 1) == Some(&'=');
+                // `<>` is refused as MLflow does (its comparators are `=` and `!=`).
                 let ne = c == '<' && chars.get(i + 1) == Some(&'>');
                 out.push(Token::Op(match (c, eq, ne) {
-                    (_, _, true) => "!=",
+                    (_, _, true) => "<>",
                     ('<', true, _) => "<=",
                     ('<', false, _) => "<",
                     (_, true, _) => ">=",
@@ -381,15 +387,19 @@ fn lex(input: &str) -> Result<Vec<Token>, String> {
                 let quote = c;
                 let mut s = String::new();
                 i += 1;
+                // As MLflow (sqlparse): `\'` and `''` do not end a quoted string, but the value
+                // is the text between the quotes as written, escapes included.
                 loop {
                     match chars.get(i) {
                         None => return Err(format!("unterminated {quote} quote")),
-                        Some('\\') if chars.get(i + 1) == Some(&quote) => {
+                        Some('\\') if quote != '`' && chars.get(i + 1) == Some(&quote) => {
+                            s.push('\\');
                             s.push(quote);
                             i += 2;
                         }
                         Some(&q) if q == quote => {
                             if quote != '`' && chars.get(i + 1) == Some(&quote) {
+                                s.push(quote);
                                 s.push(quote);
                                 i += 2;
                             } else {
@@ -427,6 +437,9 @@ fn lex(input: &str) -> Result<Vec<Token>, String> {
     Ok(out)
 }
 
+/// An identifier: the prefix as written, the entity and the key.
+type Identifier = (Option<String>, Entity, String);
+
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
@@ -447,30 +460,43 @@ impl Parser {
         matches!(self.peek(), Some(Token::Word(w)) if w.eq_ignore_ascii_case(kw))
     }
 
-    fn identifier(&mut self) -> Result<Result<(Entity, String), String>> {
+    /// `(prefix as written, entity, key)`; a parse problem is the inner `Err`, an unknown
+    /// entity the outer one.
+    fn identifier(&mut self) -> Result<Result<Identifier, String>> {
         Ok(Ok(match self.next() {
             Some(Token::Word(w)) => {
                 if let Some(prefix) = w.strip_suffix('.') {
                     let entity = Entity::parse(prefix)?;
                     match self.next() {
-                        Some(Token::Backtick(k)) | Some(Token::Quoted(k, '"')) => (entity, k),
+                        Some(Token::Backtick(k)) | Some(Token::Quoted(k, '"')) => {
+                            (Some(prefix.to_string()), entity, k)
+                        }
                         other => {
                             return Ok(Err(format!("expected a key after '{w}', got {other:?}")))
                         }
                     }
                 } else if let Some((prefix, key)) = w.split_once('.') {
-                    (Entity::parse(prefix)?, key.to_string())
+                    (
+                        Some(prefix.to_string()),
+                        Entity::parse(prefix)?,
+                        key.to_string(),
+                    )
                 } else {
-                    (Entity::Attribute, w)
+                    (None, Entity::Attribute, w)
                 }
             }
-            Some(Token::Backtick(k)) => (Entity::Attribute, k),
+            // A quoted name without prefix is an attribute (`"run_name" = 'x'`).
+            Some(Token::Backtick(k)) | Some(Token::Quoted(k, '"')) => (None, Entity::Attribute, k),
             other => return Ok(Err(format!("expected an identifier, got {other:?}"))),
         }))
     }
 
     fn comparator(&mut self) -> Result<Comparator, String> {
         match self.next() {
+            Some(Token::Op(op @ ("==" | "<>"))) => Err(format!(
+                "Invalid comparator '{op}' not one of '['=', '!=', '>', '>=', '<', '<=', 'LIKE', \
+                 'ILIKE', 'IN', 'NOT IN', 'IS NULL', 'IS NOT NULL']'"
+            )),
             Some(Token::Op(op)) => Ok(match op {
                 "=" => Comparator::Eq,
                 "!=" => Comparator::Ne,
@@ -551,10 +577,17 @@ pub(crate) fn parse_filter(filter: &str) -> Result<Vec<Clause>> {
     let mut p = Parser { tokens, pos: 0 };
     let mut clauses = Vec::new();
     while p.peek().is_some() {
-        let (entity, key) = p.identifier()?.map_err(parse_error)?;
-        let comparator = p.comparator().map_err(parse_error)?;
+        let (prefix, entity, key) = p.identifier()?.map_err(parse_error)?;
+        let comparator = p.comparator().map_err(|e| {
+            if e.starts_with("Invalid comparator") {
+                invalid(e)
+            } else {
+                parse_error(e)
+            }
+        })?;
         let value = p.value(comparator).map_err(parse_error)?;
         clauses.push(Clause {
+            prefix,
             entity,
             key,
             comparator,
@@ -603,7 +636,7 @@ pub(crate) fn parse_order_by(clause: &str) -> Result<OrderBy> {
     };
     let tokens = lex(clause).map_err(error)?;
     let mut p = Parser { tokens, pos: 0 };
-    let (entity, key) = p.identifier()?.map_err(error)?;
+    let (_, entity, key) = p.identifier()?.map_err(error)?;
     let ascending = match p.next() {
         None => true,
         Some(Token::Word(w)) if w.eq_ignore_ascii_case("ASC") => true,

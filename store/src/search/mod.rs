@@ -33,7 +33,7 @@ pub struct RunSearch {
     pub filter: String,
     /// Active runs, deleted ones, or both.
     pub view: ViewType,
-    /// Page size, at most [`SEARCH_MAX_RESULTS`].
+    /// Page size, 1 to [`SEARCH_MAX_RESULTS`].
     pub max_results: usize,
     /// `order_by` clauses such as `metrics.loss DESC`; ties end with `start_time DESC, run_id`.
     pub order_by: Vec<String>,
@@ -139,7 +139,7 @@ impl Store {
     /// # Ok(()) }
     /// ```
     pub fn search_runs(&self, req: &RunSearch) -> Result<RunPage> {
-        check_max_results(req.max_results, 0)?;
+        check_max_results(req.max_results, 1)?;
         let query = RunQuery::new(&req.filter, &req.order_by, req.view)?;
         let mut ids: Vec<u64> = req
             .experiment_ids

@@ -108,6 +108,14 @@ pub(crate) fn order_field(clause: &str) -> Result<(RunField, bool)> {
         Entity::Metric => RunField::Metric(o.key),
         Entity::Param => RunField::Param(o.key),
         Entity::Tag => RunField::Tag(o.key),
+        // The spaced aliases (`Run name`) are for filters only, as in MLflow.
+        Entity::Attribute if o.key.contains(' ') => {
+            return Err(Error::InvalidParameter(format!(
+                "Invalid attribute key '{}' specified. Valid keys are '['run_id', 'run_name', \
+                 'status', 'user_id', 'artifact_uri', 'start_time', 'end_time']'",
+                o.key
+            )))
+        }
         Entity::Attribute => RunField::Attr(Attr::parse(&o.key)?),
         Entity::Dataset => {
             return Err(Error::InvalidParameter(format!(
@@ -251,11 +259,11 @@ pub(crate) fn sort_value<'a>(
 ) -> Option<SortValue<'a>> {
     let r = row as usize;
     match field {
+        // NaN stays: it sorts after every number and before missing values (see `token`).
         RunField::Metric(key) => index
             .metrics
             .get(key.as_str())?
             .value(row)
-            .filter(|v| !v.is_nan())
             .map(SortValue::Num),
         RunField::Param(key) => index.params.get(key.as_str())?.get(row).map(SortValue::Str),
         RunField::Tag(key) => index.tags.get(key.as_str())?.get(row).map(SortValue::Str),

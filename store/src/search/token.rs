@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 /// One component of a sort key, borrowed from the index while a search runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum SortValue<'a> {
-    /// A number (metric value, time, id); NaN never appears (it sorts as missing).
+    /// A number (metric value, time, id). NaN sorts after every number in either direction.
     Num(f64),
     /// A string.
     Str(&'a str),
@@ -54,7 +54,8 @@ impl OwnedValue {
     }
 }
 
-/// Compares two key components of one field: missing values last in either direction.
+/// Compares two key components of one field: NaN after every number, then missing values, in
+/// either direction (as MLflow orders metrics).
 pub(crate) fn compare(
     a: Option<SortValue<'_>>,
     b: Option<SortValue<'_>>,
@@ -64,7 +65,12 @@ pub(crate) fn compare(
         (None, None) => return Ordering::Equal,
         (None, Some(_)) => return Ordering::Greater,
         (Some(_), None) => return Ordering::Less,
-        (Some(SortValue::Num(x)), Some(SortValue::Num(y))) => x.total_cmp(&y),
+        (Some(SortValue::Num(x)), Some(SortValue::Num(y))) => match (x.is_nan(), y.is_nan()) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Greater,
+            (false, true) => return Ordering::Less,
+            (false, false) => x.total_cmp(&y),
+        },
         (Some(SortValue::Str(x)), Some(SortValue::Str(y))) => x.cmp(y),
         (Some(SortValue::Num(_)), Some(SortValue::Str(_))) => Ordering::Less,
         (Some(SortValue::Str(_)), Some(SortValue::Num(_))) => Ordering::Greater,
@@ -185,6 +191,10 @@ mod tests {
         assert!(compare(None, one, false).is_gt());
         assert!(compare(one, None, false).is_lt());
         assert!(compare_keys([one, None], [one, two], &[true, true]).is_gt());
+        let nan = Some(SortValue::Num(f64::NAN));
+        for asc in [true, false] {
+            assert!(compare(nan, two, asc).is_gt() && compare(nan, None, asc).is_lt());
+        }
         assert!(fingerprint(&["ab", "c"]) != fingerprint(&["a", "bc"]));
     }
 }

@@ -237,11 +237,13 @@ fn quote_key(prefix: &str, key: &str, style: u8) -> String {
     }
 }
 
+/// Quotes a value. As in MLflow, a quoted value is the text between the quotes as written (no
+/// unescaping), so a value holding one kind of quote is written in the other.
 fn quote_value(v: &str, style: u8) -> String {
-    if style.is_multiple_of(2) {
-        format!("'{}'", v.replace('\'', "\\'"))
+    if (style.is_multiple_of(2) || v.contains('"')) && !v.contains('\'') {
+        format!("'{v}'")
     } else {
-        format!("\"{}\"", v.replace('"', "\\\""))
+        format!("\"{v}\"")
     }
 }
 
@@ -475,7 +477,6 @@ fn key_of(run: &Run, f: &OrderField) -> Option<Key> {
             .iter()
             .find(|m| m.key == METRIC_KEYS[*k])
             .map(|m| m.value)
-            .filter(|v| !v.is_nan())
             .map(Key::Num),
         OrderField::Param(k) => run
             .params
@@ -515,6 +516,10 @@ fn reference_order(a: &Run, b: &Run, order: &[(OrderField, Option<bool>)]) -> Or
             (None, None) => Ordering::Equal,
             (None, Some(_)) => Ordering::Greater,
             (Some(_), None) => Ordering::Less,
+            // NaN after every number, before missing values, in either direction.
+            (Some(Key::Num(x)), Some(Key::Num(y))) if x.is_nan() || y.is_nan() => {
+                x.is_nan().cmp(&y.is_nan())
+            }
             (Some(x), Some(y)) => {
                 let o = x.partial_cmp(&y).unwrap();
                 if asc {
@@ -827,6 +832,10 @@ fn grammar_errors_name_the_problem() {
         ("params.lr = 'a' AND", "nothing after AND"),
         ("run_id IN 'a'", "expected '('"),
         ("(params.lr = 'a')", "Error on parsing filter"),
+        ("metrics.loss <> 0.3", "Invalid comparator '<>'"),
+        ("metrics.loss == 0.3", "Invalid comparator '=='"),
+        ("METRICS.loss > 0", "Invalid entity type 'METRICS'"),
+        ("Params.lr = '1'", "Invalid entity type 'Params'"),
     ];
     for (filter, message) in cases {
         let e = search(&store, "0", filter, &[], 10).unwrap_err();
@@ -837,10 +846,16 @@ fn grammar_errors_name_the_problem() {
         ("metrics.acc sideways", "Invalid order_by clause"),
         ("datasets.name", "cannot be ordered by datasets"),
         ("attributes.nope", "Invalid attribute key"),
+        ("`Run name` ASC", "Invalid attribute key 'Run name'"),
     ] {
         let e = search(&store, "0", "", &[order], 10).unwrap_err();
         assert!(e.to_string().contains(message), "{order}: {e}");
     }
+    let e = search(&store, "0", "", &[], 0).unwrap_err();
+    assert!(
+        e.to_string().contains("It must be a positive integer"),
+        "{e}"
+    );
     let e = search(&store, "0", "", &[], 50_001).unwrap_err();
     assert!(e.to_string().contains("It must be at most 50000"), "{e}");
     // A token is tied to its search.
@@ -916,9 +931,27 @@ fn experiments_search_filters_orders_and_pages() {
         })
         .unwrap_err();
     assert!(
-        e.to_string().contains("Invalid entity type 'metric'"),
+        e.to_string().contains("Invalid entity type 'metrics'"),
         "{e}"
     );
+    for (filter, message) in [
+        ("attributes.name = 'x'", "Invalid entity type 'attributes'"),
+        (
+            "name IN ('a')",
+            "Only ['experiment_id'] attributes support comparison with a list",
+        ),
+        ("name <> 'a'", "Invalid comparator '<>'"),
+    ] {
+        let e = store
+            .search_experiments(&ExperimentSearch {
+                filter: filter.into(),
+                max_results: 10,
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains(message), "{filter}: {e}");
+    }
+    assert_eq!(find("\"name\" = 'ab'", &["\"name\" DESC"], 10), ["ab"]);
     let e = store
         .search_experiments(&ExperimentSearch {
             max_results: 0,
@@ -926,4 +959,41 @@ fn experiments_search_filters_orders_and_pages() {
         })
         .unwrap_err();
     assert!(e.to_string().contains("max_results"), "{e}");
+}
+
+#[test]
+fn quoting_follows_mlflow() {
+    let (_dir, store) = temp_store();
+    let exp = store.create_experiment("quotes", None, &[]).unwrap();
+    let a = run_with(&store, &exp, 1, Some(f64::NAN), "1");
+    let b = run_with(&store, &exp, 2, Some(3.0), "1");
+    let c = run_with(&store, &exp, 3, None, "1");
+    let d = run_with(&store, &exp, 4, Some(-1.0), "1");
+    store.set_tag(&a, "v", "it''s").unwrap();
+    store.set_tag(&b, "v", "it's").unwrap();
+    store.set_tag(&c, "v", r#"say \"hi\""#).unwrap();
+    let ids = |filter: &str, order: &[&str]| -> Vec<String> {
+        search(&store, &exp, filter, order, 10)
+            .unwrap()
+            .runs
+            .into_iter()
+            .map(|r| r.info.run_id)
+            .collect()
+    };
+    // The value is the text between the quotes, as written.
+    assert_eq!(ids("tags.v = 'it''s'", &[]), [a.clone()]);
+    assert_eq!(ids(r#"tags.v = "it's""#, &[]), [b.clone()]);
+    assert_eq!(ids(r#"tags.v = "say \"hi\"""#, &[]), [c.clone()]);
+    // A quoted name without prefix is an attribute.
+    let name = store.get_run(&d).unwrap().info.run_name;
+    assert_eq!(
+        ids(&format!("\"run_name\" = '{name}'"), &["\"start_time\" ASC"]),
+        [d.clone()]
+    );
+    // NaN after numbers, then missing, both ways.
+    assert_eq!(
+        ids("", &["metrics.acc ASC"]),
+        [d.clone(), b.clone(), a.clone(), c.clone()]
+    );
+    assert_eq!(ids("", &["metrics.acc DESC"]), [b, d, a, c]);
 }
