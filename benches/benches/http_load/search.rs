@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quiver_benches::{scaled, server_options, BASE_TS};
+use quiver_benches::{mib, rss_bytes, scaled, server_options, BASE_TS};
 use quiver_store::{CreateRun, Metric, Param, RunSearch, Store, Tag};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -52,9 +52,11 @@ fn one_size(bin: &Path, scratch: &Path, runs: usize, target_ms: f64, r: &mut Rep
         order_by: vec![ORDER.into()],
         ..Default::default()
     };
+    let rss_before = rss_bytes().unwrap_or(0);
     let t = Instant::now();
     let first = store.search_runs(&req).expect("search through the library");
     let build = t.elapsed();
+    let index_rss = rss_bytes().unwrap_or(0).saturating_sub(rss_before);
     let requests = scaled(500, 20) as usize;
     let mut embedded = Vec::with_capacity(requests);
     for _ in 0..requests {
@@ -65,8 +67,10 @@ fn one_size(bin: &Path, scratch: &Path, runs: usize, target_ms: f64, r: &mut Rep
     }
     embedded.sort();
     println!(
-        "  search, {runs} runs, library: first (index build) {:.1} ms, then p50 {:.3} ms",
+        "  search, {runs} runs, library: first (index build) {:.1} ms (RSS +{:.1} MiB), then \
+         p50 {:.3} ms",
         ms(build),
+        mib(index_rss),
         ms(percentile(&embedded, 0.5))
     );
     Arc::try_unwrap(store)
@@ -119,7 +123,12 @@ fn one_size(bin: &Path, scratch: &Path, runs: usize, target_ms: f64, r: &mut Rep
     );
     r.row(
         &format!("  first runs/search after restart (builds the index), {runs} runs"),
-        format!("{:.1} ms", ms(first_http)),
+        format!(
+            "{:.1} ms (library: {:.1} ms, RSS +{:.1} MiB)",
+            ms(first_http),
+            ms(build),
+            mib(index_rss)
+        ),
         "–",
         None,
     );

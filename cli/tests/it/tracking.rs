@@ -271,7 +271,7 @@ fn experiments_search_filters_orders_and_pages() {
     assert_eq!(search("tag.`k` ILIKE '%alu%'"), vec!["beta"]);
     assert_eq!(search("tags.k != 'x'"), vec!["beta"], "no tag: != is false");
     assert_eq!(
-        search("attributes.name = \"beta\" and tags.k = 'vaLue'"),
+        search("attribute.name = \"beta\" and tags.k = 'vaLue'"),
         vec!["beta"]
     );
     assert!(search("name = 'alpha' AND tags.k = 'vaLue'").is_empty());

@@ -6,8 +6,7 @@
 //! pool next to the store read.
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use quiver_store::MetricHistory;
@@ -15,6 +14,7 @@ use quiver_store::MetricHistory;
 use super::mlflow;
 use super::runs::search::invalid_max_results;
 use crate::error::{ApiError, ApiResult};
+use crate::json::{json_response, put, put_double};
 use crate::wire::Fields;
 use crate::{blocking, AppState};
 
@@ -39,28 +39,6 @@ pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
         "/ajax-api/2.0/mlflow/metrics/get-history-bulk",
         get(get_history_bulk),
     )
-}
-
-fn json_response(body: Vec<u8>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// Appends `v` as JSON (strings escaped, numbers in their shortest round-trip form).
-fn put<T: serde::Serialize + ?Sized>(buf: &mut Vec<u8>, v: &T) {
-    serde_json::to_writer(&mut *buf, v).expect("serializing into a Vec cannot fail");
-}
-
-/// Appends a double as protobuf-JSON spells it (`"NaN"`, `"Infinity"`, `"-Infinity"`).
-fn put_double(buf: &mut Vec<u8>, v: f64) {
-    if v.is_nan() {
-        buf.extend_from_slice(b"\"NaN\"");
-    } else if v == f64::INFINITY {
-        buf.extend_from_slice(b"\"Infinity\"");
-    } else if v == f64::NEG_INFINITY {
-        buf.extend_from_slice(b"\"-Infinity\"");
-    } else {
-        put(buf, &v);
-    }
 }
 
 /// Appends the points of `h` as metric objects, each preceded by a comma unless it is the first

@@ -5,6 +5,7 @@ mod batch;
 pub(crate) mod search;
 
 use axum::extract::{Request, State};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use quiver_store::{
@@ -261,7 +262,7 @@ async fn log_inputs(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Valu
 
 /// `POST runs/search {experiment_ids[], filter, run_view_type, max_results, order_by[],
 /// page_token}` → `{runs, next_page_token}`, served by the store's run index.
-async fn search(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+async fn search(State(s): State<AppState>, f: Fields) -> ApiResult<Response> {
     let req = RunSearch {
         experiment_ids: f.str_list("experiment_ids")?,
         filter: f.opt_str("filter")?.unwrap_or_default(),
@@ -270,11 +271,19 @@ async fn search(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> 
         order_by: f.str_list("order_by")?,
         page_token: f.opt_str("page_token")?,
     };
-    let page = blocking(move || Ok(s.store.search_runs(&req)?)).await?;
-    let mut out = serde_json::Map::new();
-    json::put_list(&mut out, "runs", page.runs.iter().map(json::run).collect());
-    if let Some(token) = page.next_page_token {
-        out.insert("next_page_token".into(), Value::String(token));
-    }
-    Ok(Json(Value::Object(out)))
+    // Written straight to bytes: at 100 runs a page, a `Value` tree would cost more than the
+    // search itself.
+    let body = blocking(move || {
+        let page = s.store.search_runs(&req)?;
+        let mut buf = Vec::with_capacity(page.runs.len() * 1600 + 64);
+        let mut o = json::ObjectWriter::new(&mut buf);
+        o.list("runs", &page.runs, json::write_run);
+        if let Some(token) = &page.next_page_token {
+            o.field("next_page_token", token);
+        }
+        o.end();
+        Ok(buf)
+    })
+    .await?;
+    Ok(json::json_response(body))
 }

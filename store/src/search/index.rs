@@ -138,13 +138,19 @@ impl ExperimentIndex {
         }
     }
 
-    /// Reads every run of experiment `id` from the catalog.
-    fn build(catalog: &Catalog, id: u64) -> Result<ExperimentIndex> {
+    /// Reads every run of experiment `id` from the catalog; gives up with an error once
+    /// `cancelled` says so.
+    fn build(catalog: &Catalog, id: u64, cancelled: &dyn Fn() -> bool) -> Result<ExperimentIndex> {
         let mut index = ExperimentIndex {
             experiment_id: id.to_string(),
             ..Default::default()
         };
         for run_id in catalog.run_ids_of_experiment(id)? {
+            if cancelled() {
+                return Err(crate::error::Error::Internal(
+                    "run index build cancelled".into(),
+                ));
+            }
             // A run is complete in the catalog once listed: its op was applied whole.
             if let Some(run) = catalog.run(&run_id)? {
                 index.load(run);
@@ -402,8 +408,29 @@ impl IndexRead<'_> {
 }
 
 impl RunIndex {
-    /// The index of experiment `id`, built from the catalog on first use.
-    pub(crate) fn experiment(&self, catalog: &Catalog, id: u64) -> Result<IndexGuard> {
+    /// Builds the indexes of experiments `ids` ahead of their first search (after the store
+    /// opens), until `cancelled` says to stop.
+    pub(crate) fn warm(&self, catalog: &Catalog, ids: &[u64], cancelled: &dyn Fn() -> bool) {
+        for &id in ids {
+            if cancelled() {
+                return;
+            }
+            if let Err(e) = self.experiment(catalog, id, cancelled) {
+                if !cancelled() {
+                    tracing::warn!(experiment = id, error = %e, "building the run index failed");
+                }
+            }
+        }
+    }
+
+    /// The index of experiment `id`, built from the catalog on first use (unless `cancelled`
+    /// says to stop first).
+    pub(crate) fn experiment(
+        &self,
+        catalog: &Catalog,
+        id: u64,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<IndexGuard> {
         let slot = {
             let slots = self.slots.read().expect("run index lock");
             slots.get(&id).cloned()
@@ -429,7 +456,7 @@ impl RunIndex {
             SlotState::Ready(_)
         );
         if !ready {
-            let mut index = match ExperimentIndex::build(catalog, id) {
+            let mut index = match ExperimentIndex::build(catalog, id, cancelled) {
                 Ok(index) => index,
                 Err(e) => {
                     self.slots.write().expect("run index lock").remove(&id);

@@ -163,7 +163,7 @@ impl Store {
         for id in ids {
             // Unknown experiments hold no runs; don't build (and keep) an index for them.
             if catalog.experiment(id)?.is_some() {
-                guards.push(inner.run_index().experiment(catalog, id)?);
+                guards.push(inner.run_index().experiment(catalog, id, &|| false)?);
             }
         }
         let reads: Vec<_> = guards.iter().map(|g| g.read()).collect();

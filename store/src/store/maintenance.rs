@@ -79,6 +79,31 @@ impl Inner {
             || (buffered > 0 && since_flush >= self.options.flush_interval)
     }
 
+    /// Builds the search index of every active experiment, stopping early if the store closes.
+    pub(super) fn warm_run_index(&self) {
+        let cancelled = || self.closed.load(std::sync::atomic::Ordering::Acquire);
+        let ids: Vec<u64> = match self.catalog.experiments(crate::types::ViewType::ActiveOnly) {
+            Ok(exps) => exps
+                .iter()
+                .filter_map(|e| e.experiment_id.parse().ok())
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing experiments to index failed");
+                return;
+            }
+        };
+        let t = Instant::now();
+        self.run_index.warm(&self.catalog, &ids, &cancelled);
+        if !cancelled() {
+            tracing::debug!(
+                experiments = ids.len(),
+                ms = t.elapsed().as_millis() as u64,
+                "run index built"
+            );
+            release_free_memory();
+        }
+    }
+
     /// The background thread: flushes and compacts when needed, until asked to stop.
     pub(super) fn background_loop(&self) {
         let mut last_flush = Instant::now();

@@ -29,6 +29,7 @@ fn busy_options() -> StoreOptions {
         compact_small_rows: 1_000_000,
         checkpoint_min_delta_bytes: 32 << 10,
         background: true,
+        index_on_open: true,
     }
 }
 

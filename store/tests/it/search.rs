@@ -731,6 +731,8 @@ fn index_follows_writes_after_it_is_built() {
         ids(search(&store, &exp, q, &[], 10).unwrap()),
         vec![a.clone()]
     );
+    // Runs deleted with the experiment are told apart by deletion time (as in MLflow), in ms.
+    std::thread::sleep(std::time::Duration::from_millis(5));
     store.delete_experiment(&exp).unwrap();
     let deleted = |filter: &str| {
         store
@@ -981,14 +983,14 @@ fn quoting_follows_mlflow() {
             .collect()
     };
     // The value is the text between the quotes, as written.
-    assert_eq!(ids("tags.v = 'it''s'", &[]), [a.clone()]);
-    assert_eq!(ids(r#"tags.v = "it's""#, &[]), [b.clone()]);
-    assert_eq!(ids(r#"tags.v = "say \"hi\"""#, &[]), [c.clone()]);
+    assert_eq!(ids("tags.v = 'it''s'", &[]), vec![a.clone()]);
+    assert_eq!(ids(r#"tags.v = "it's""#, &[]), vec![b.clone()]);
+    assert_eq!(ids(r#"tags.v = "say \"hi\"""#, &[]), vec![c.clone()]);
     // A quoted name without prefix is an attribute.
     let name = store.get_run(&d).unwrap().info.run_name;
     assert_eq!(
         ids(&format!("\"run_name\" = '{name}'"), &["\"start_time\" ASC"]),
-        [d.clone()]
+        vec![d.clone()]
     );
     // NaN after numbers, then missing, both ways.
     assert_eq!(
