@@ -32,7 +32,7 @@ enum Command {
         store: PathBuf,
     },
     /// Run a read-only SQL query over a store (tables: experiments, runs, params, tags,
-    /// latest_metrics, metrics, artifacts).
+    /// latest_metrics, metrics, datasets, inputs, input_tags, metric_series, artifacts).
     ///
     /// Example: quiver sql "SELECT key, count(*) FROM metrics GROUP BY key"
     Sql {

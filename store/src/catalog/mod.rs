@@ -404,6 +404,47 @@ impl Catalog {
             .collect()
     }
 
+    /// Every dataset of every experiment as `(experiment id, dataset)`, in (experiment, name,
+    /// digest) order.
+    pub(crate) fn all_datasets(&self) -> Result<Vec<(u64, Dataset)>> {
+        self.datasets
+            .iter()
+            .map(|e| {
+                let (k, v) = e?;
+                let id = k
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| Error::Internal("dataset key without experiment id".into()))?;
+                Ok((id, dec(&v)?))
+            })
+            .collect()
+    }
+
+    /// Every dataset input of every run as `(run_id, experiment id, input)`, in (run, dataset
+    /// name, digest) order. The dataset comes from the `datasets` tree (as in [`Catalog::run`]);
+    /// an input whose dataset record is missing is left out.
+    pub(crate) fn all_run_inputs(&self) -> Result<Vec<(String, u64, DatasetInput)>> {
+        let mut out = Vec::new();
+        for e in self.run_inputs.iter() {
+            let (k, v) = e?;
+            let nul = k.iter().position(|&b| b == 0).unwrap_or(k.len());
+            let ds_key = k.get(nul + 1..).unwrap_or_default();
+            let (exp, tags): (u64, Vec<Tag>) = dec(&v)?;
+            if let Some(ds) = self.datasets.get(&exp_key(exp, ds_key))? {
+                out.push((
+                    utf8(&k[..nul]),
+                    exp,
+                    DatasetInput {
+                        tags,
+                        dataset: dec(&ds)?,
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     // ----- the one writer -----
 
     /// Applies one logged op. Ops were validated before they were logged, so this only fails on

@@ -297,26 +297,52 @@ impl MetricsStore {
 
     /// A consistent view of series `id` across segments and buffers.
     pub(crate) fn series(&self, id: u64) -> SeriesView {
+        self.views(&[id]).pop().expect("one view per id")
+    }
+
+    /// Views of the series `ids`, in that order, all taken at one moment (under one read lock):
+    /// a point moving from a buffer into a segment meanwhile is in exactly one of them.
+    pub(crate) fn views(&self, ids: &[u64]) -> Vec<SeriesView> {
         let s = self.state.read().expect("metrics state");
-        let mut parts = Vec::new();
-        for seg in &s.segments {
-            if let Some(ext) = seg.extent(id) {
-                parts.push(Part::Segment(seg.clone(), ext.clone()));
-            }
-        }
-        let buffers = s.frozen.iter().map(|f| &*f.buffer).chain([&s.active]);
-        let snapshots: Vec<_> = buffers
-            .filter_map(|b| b.series(id))
-            .map(|b| b.snapshot())
+        let buffers: Vec<&Buffer> = s
+            .frozen
+            .iter()
+            .map(|f| &*f.buffer)
+            .chain([&s.active])
             .collect();
+        let taken: Vec<(Vec<Part>, Vec<_>)> = ids
+            .iter()
+            .map(|&id| {
+                let parts = s
+                    .segments
+                    .iter()
+                    .filter_map(|seg| {
+                        seg.extent(id)
+                            .map(|ext| Part::Segment(seg.clone(), ext.clone()))
+                    })
+                    .collect();
+                let snapshots = buffers
+                    .iter()
+                    .filter_map(|b| b.series(id))
+                    .map(|b| b.snapshot())
+                    .collect();
+                (parts, snapshots)
+            })
+            .collect();
+        drop(buffers);
         drop(s);
-        for snap in snapshots {
-            if snap.sorted {
-                parts.extend(snap.chunks.into_iter().map(Part::Memory));
-            } else {
-                parts.push(Part::Memory(Arc::new(snap.merged_sorted())));
-            }
-        }
-        SeriesView::new(parts)
+        taken
+            .into_iter()
+            .map(|(mut parts, snapshots)| {
+                for snap in snapshots {
+                    if snap.sorted {
+                        parts.extend(snap.chunks.into_iter().map(Part::Memory));
+                    } else {
+                        parts.push(Part::Memory(Arc::new(snap.merged_sorted())));
+                    }
+                }
+                SeriesView::new(parts)
+            })
+            .collect()
     }
 }

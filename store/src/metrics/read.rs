@@ -22,7 +22,8 @@ pub(crate) enum Part {
 }
 
 impl Part {
-    fn len(&self) -> u64 {
+    /// Number of points.
+    pub(crate) fn len(&self) -> u64 {
         match self {
             Part::Segment(_, ext) => ext.rows,
             Part::Memory(p) => p.len() as u64,
@@ -87,6 +88,9 @@ impl Part {
 #[derive(Debug)]
 pub(crate) struct SeriesView {
     parts: Vec<Part>,
+    /// True when the parts' key ranges are disjoint, in storage order: no point is in two parts,
+    /// so the parts can be read one by one without merging.
+    disjoint: bool,
     /// True when parts are disjoint and ordered, and storage order equals history order.
     positional: bool,
 }
@@ -101,7 +105,28 @@ impl SeriesView {
             latest_order(&a, &b).is_lt() && a.1 <= b.1
         });
         let positional = ordered && parts.iter().all(Part::ts_sorted);
-        SeriesView { parts, positional }
+        SeriesView {
+            parts,
+            disjoint: ordered,
+            positional,
+        }
+    }
+
+    /// The parts, ordered by their first key.
+    pub(crate) fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// Whether no point is in two parts (then each part is sorted and free of duplicates on its
+    /// own, and the series is the parts one after another); otherwise only
+    /// [`SeriesView::materialize`] gives the series.
+    pub(crate) fn is_disjoint(&self) -> bool {
+        self.disjoint
+    }
+
+    /// Number of points in all parts (duplicates across parts counted twice).
+    pub(crate) fn total(&self) -> u64 {
+        self.parts.iter().map(Part::len).sum()
     }
 
     /// Every point, sorted into storage order, deduplicated.
@@ -131,10 +156,6 @@ impl SeriesView {
             base = end;
         }
         Ok(out)
-    }
-
-    fn total(&self) -> u64 {
-        self.parts.iter().map(Part::len).sum()
     }
 
     /// Up to `limit` points of MLflow's history order starting at position `offset`, and whether

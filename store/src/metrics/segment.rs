@@ -17,12 +17,13 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
-    RowSelector,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
 };
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, PageIndexPolicy};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
@@ -189,6 +190,24 @@ fn to_batch(series: &[(u64, &Points)]) -> RecordBatch {
     RecordBatch::try_new(schema(), columns).expect("segment batch matches its schema")
 }
 
+/// The rows in both `a` and `b` (each ascending and disjoint).
+fn intersect(a: &[Range<u64>], b: &[Range<u64>]) -> Vec<Range<u64>> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (start, end) = (a[i].start.max(b[j].start), a[i].end.min(b[j].end));
+        if start < end {
+            out.push(start..end);
+        }
+        if a[i].end < b[j].end {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
 /// An open segment: its bytes (memory-mapped), Parquet metadata with page index, and directory.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -347,6 +366,199 @@ impl Segment {
             out.extend(&part);
         }
         Ok(out)
+    }
+
+    /// The row groups holding rows in `ranges` (file rows, ascending, disjoint, non-empty) and
+    /// the selection of those rows within the row groups read one after another.
+    fn selection(&self, ranges: &[Range<u64>]) -> (Vec<usize>, RowSelection) {
+        let rg_of = |row: u64| self.row_group_starts.partition_point(|&s| s <= row) - 1;
+        let mut groups: Vec<usize> = Vec::new();
+        for r in ranges {
+            for rg in rg_of(r.start)..=rg_of(r.end - 1) {
+                if groups.last() != Some(&rg) {
+                    groups.push(rg);
+                }
+            }
+        }
+        let mut selectors = Vec::with_capacity(ranges.len() * 2 + 1);
+        let mut ranges = ranges.iter().peekable();
+        for &rg in &groups {
+            let (start, end) = (self.row_group_starts[rg], self.row_group_starts[rg + 1]);
+            let mut pos = start;
+            while let Some(r) = ranges.peek() {
+                if r.start >= end {
+                    break;
+                }
+                let (a, b) = (r.start.max(start), r.end.min(end));
+                if a > pos {
+                    selectors.push(RowSelector::skip((a - pos) as usize));
+                }
+                selectors.push(RowSelector::select((b - a) as usize));
+                pos = b;
+                if r.end <= end {
+                    ranges.next();
+                } else {
+                    break;
+                }
+            }
+            if end > pos {
+                selectors.push(RowSelector::skip((end - pos) as usize));
+            }
+        }
+        (groups, RowSelection::from(selectors))
+    }
+
+    /// A reader of `columns` (indexes into [`schema`], any order; batches hold them in schema
+    /// order) of the rows in `ranges` (file rows, ascending, disjoint), in batches of up to
+    /// `batch_rows` rows. Only those columns are decoded, and pages holding no selected row are
+    /// skipped without being read (through the offset index).
+    pub(crate) fn read_columns(
+        &self,
+        ranges: &[Range<u64>],
+        columns: &[usize],
+        batch_rows: usize,
+    ) -> Result<ParquetRecordBatchReader> {
+        let ranges: Vec<Range<u64>> = ranges.iter().filter(|r| r.start < r.end).cloned().collect();
+        let (groups, selection) = self.selection(&ranges);
+        let mask = ProjectionMask::roots(
+            self.meta.metadata().file_metadata().schema_descr(),
+            columns.iter().copied(),
+        );
+        ParquetRecordBatchReaderBuilder::new_with_metadata(self.bytes.clone(), self.meta.clone())
+            .with_projection(mask)
+            .with_row_groups(groups)
+            .with_row_selection(selection)
+            .with_batch_size(batch_rows.max(1))
+            .build()
+            .map_err(|e| parquet_err(&self.path, e))
+    }
+
+    /// The rows of series `ext` (file rows, ascending, disjoint) that may hold a step within
+    /// `steps` and a timestamp within `timestamps` (inclusive bounds; `None` is no condition).
+    /// A superset, to be filtered again: the series' first and last keys may rule it out whole,
+    /// its step fences narrow it to [`FENCE`]-row windows, then the page statistics of the step
+    /// and timestamp columns drop every page whose values all lie outside the bounds.
+    pub(crate) fn candidate_rows(
+        &self,
+        ext: &SeriesExtent,
+        steps: Option<(i64, i64)>,
+        timestamps: Option<(i64, i64)>,
+    ) -> Vec<Range<u64>> {
+        let (mut lo, mut hi) = (0, ext.rows);
+        if let Some((a, b)) = steps {
+            if a > b || ext.last.0 < a || ext.first.0 > b {
+                return Vec::new();
+            }
+            // Fence i is the step of row i·FENCE; steps never decrease along the series.
+            let f = ext.fences.partition_point(|&s| s < a);
+            lo = f.saturating_sub(1) as u64 * FENCE;
+            let g = ext.fences.partition_point(|&s| s <= b);
+            hi = (g as u64 * FENCE).min(ext.rows);
+        }
+        if let Some((a, b)) = timestamps {
+            let (first, last) = (ext.first.1, ext.last.1);
+            if a > b || (ext.ts_sorted && (last < a || first > b)) {
+                return Vec::new();
+            }
+        }
+        let mut rows = Vec::with_capacity(1);
+        if lo < hi {
+            rows.push(ext.start + lo..ext.start + hi);
+        }
+        for (column, bounds) in [(1, steps), (2, timestamps)] {
+            if let Some(bounds) = bounds {
+                rows = intersect(&rows, &self.matching_pages(column, bounds, &rows));
+            }
+        }
+        rows
+    }
+
+    /// The row ranges of the pages of `column` (an Int64 column) overlapping `span` whose
+    /// statistics allow a value within `bounds`; pages without statistics are kept.
+    fn matching_pages(
+        &self,
+        column: usize,
+        bounds: (i64, i64),
+        span: &[Range<u64>],
+    ) -> Vec<Range<u64>> {
+        let (Some(first), Some(last)) = (span.first(), span.last()) else {
+            return Vec::new();
+        };
+        let (from, to) = (first.start, last.end);
+        let meta = self.meta.metadata();
+        let (Some(column_index), Some(offset_index)) = (meta.column_index(), meta.offset_index())
+        else {
+            return std::iter::once(from..to).collect();
+        };
+        let mut out: Vec<Range<u64>> = Vec::new();
+        for (rg, group) in self.row_group_starts.windows(2).enumerate() {
+            let (start, end) = (group[0], group[1]);
+            if end <= from || start >= to {
+                continue;
+            }
+            let pages = offset_index[rg][column].page_locations();
+            let stats = match &column_index[rg][column] {
+                ColumnIndexMetaData::INT64(index) => Some(index),
+                _ => None,
+            };
+            for (p, loc) in pages.iter().enumerate() {
+                let page_start = start + loc.first_row_index as u64;
+                let page_end = pages
+                    .get(p + 1)
+                    .map_or(end, |next| start + next.first_row_index as u64);
+                if page_end <= from || page_start >= to {
+                    continue;
+                }
+                let outside = stats.is_some_and(|s| match (s.min_value(p), s.max_value(p)) {
+                    (Some(&min), Some(&max)) => max < bounds.0 || min > bounds.1,
+                    _ => false,
+                });
+                if outside {
+                    continue;
+                }
+                match out.last_mut() {
+                    Some(last) if last.end == page_start => last.end = page_end,
+                    _ => out.push(page_start..page_end),
+                }
+            }
+        }
+        out
+    }
+
+    /// How many data pages of one column hold a row in `ranges` (file rows, ascending,
+    /// disjoint): what a read of those rows decompresses and decodes per column (the columns'
+    /// pages hold the same rows, [`PAGE_ROWS`] each).
+    pub(crate) fn pages_holding(&self, ranges: &[Range<u64>]) -> u64 {
+        let Some(offset_index) = self.meta.metadata().offset_index() else {
+            return 0;
+        };
+        let mut pages = 0u64;
+        let mut last_counted: Option<(usize, usize)> = None;
+        for r in ranges.iter().filter(|r| r.start < r.end) {
+            for (rg, (bounds, columns)) in self
+                .row_group_starts
+                .windows(2)
+                .zip(offset_index)
+                .enumerate()
+            {
+                let (start, end) = (bounds[0], bounds[1]);
+                if end <= r.start || start >= r.end {
+                    continue;
+                }
+                let locs = columns[1].page_locations();
+                let page_of = |row: u64| {
+                    locs.partition_point(|l| start + l.first_row_index as u64 <= row) - 1
+                };
+                let (a, b) = (page_of(r.start.max(start)), page_of(r.end.min(end) - 1));
+                let mut first = a;
+                if last_counted == Some((rg, a)) {
+                    first += 1;
+                }
+                pages += (b + 1).saturating_sub(first) as u64;
+                last_counted = Some((rg, b));
+            }
+        }
+        pages
     }
 
     /// Every row of series `ext`.

@@ -4,54 +4,46 @@
 //! A scan first chooses the series it has to read, from the catalog: equality filters on
 //! `run_id`, `experiment_id` and `key` (`=`, `IN`, `OR`s of `=` on one column) are pushed down as
 //! `Inexact` (DataFusion applies them again), so a query for one run or one key reads only
-//! those series' rows, through the segments' series directories. The chosen series are spread
-//! over the scan's partitions; each partition reads its series lazily, one group at a time, as
-//! its stream is polled (a series is read whole, across segments and buffers, sorted and
-//! deduplicated as in [`crate::metrics`]'s history reads), and builds only the projected
-//! columns.
+//! those series' rows, through the segments' series directories. Range and equality filters on
+//! `step` and `timestamp` (`<`, `<=`, `>`, `>=`, `=`, `BETWEEN`, `IN`, and `AND`/`OR` of those on
+//! one column) are pushed down as `Inexact` too: within each chosen series only the pages that
+//! can hold matching rows are read (see [`scan`]). Only the projected columns are decoded.
 //!
-//! The view of each series is taken when its partition reaches it, so a query that runs while
-//! points are logged sees every point that was there when the scan started, and maybe some more.
+//! The scan takes one view of all its series when it is planned, so a query that runs while
+//! points are logged sees every point that was there when it was planned, each exactly once.
+//!
+//! `series_id` is the id the segment files store the series under (see `metric_series`); a
+//! grouping by `run_id` and `key` is planned as a grouping by it ([`GroupBySeries`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{
-    new_null_array, ArrayRef, Float64Array, Int64Array, StringArray, StringBuilder,
-};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::error::Result as DfResult;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::expr::InList;
+use datafusion::logical_expr::expr::{Between, InList};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
-use datafusion::physical_expr::LexOrdering;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::to_datafusion;
 use crate::catalog::Catalog;
 use crate::error::Result;
-use crate::metrics::Points;
-use crate::ops::PointExtras;
 use crate::store::Inner;
 
-/// Rows per output batch (a longer series is sliced).
-const BATCH_ROWS: usize = 64 * 1024;
+mod group_by_series;
+mod scan;
+
+pub(super) use group_by_series::GroupBySeries;
 
 const RUN_ID: usize = 0;
 const EXPERIMENT_ID: usize = 1;
 const KEY: usize = 2;
 const STEP: usize = 3;
-const TIMESTAMP: usize = 4;
-const VALUE: usize = 5;
-const MODEL_ID: usize = 6;
-const DATASET_NAME: usize = 7;
 const DATASET_DIGEST: usize = 8;
+const SERIES_ID: usize = 9;
 
 /// The columns equality filters are pushed down on.
 const PUSHDOWN: [&str; 3] = ["run_id", "experiment_id", "key"];
@@ -68,6 +60,7 @@ fn schema() -> SchemaRef {
         utf8("model_id", true),
         utf8("dataset_name", true),
         utf8("dataset_digest", true),
+        Field::new("series_id", DataType::UInt64, false),
     ]))
 }
 
@@ -103,9 +96,12 @@ impl TableProvider for MetricsTable {
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
-            .map(|f| match equality(f) {
-                Some(_) => TableProviderFilterPushDown::Inexact,
-                None => TableProviderFilterPushDown::Unsupported,
+            .map(|f| {
+                if equality(f).is_some() || range(f).is_some() {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
             })
             .collect())
     }
@@ -118,44 +114,32 @@ impl TableProvider for MetricsTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let mut selection = Selection::default();
-        for (column, values) in filters.iter().filter_map(equality) {
-            selection.restrict(column, values);
+        for f in filters {
+            if let Some((column, values)) = equality(f) {
+                selection.restrict(column, values);
+            } else if let Some((column, bounds)) = range(f) {
+                selection.restrict_range(column, bounds);
+            }
         }
         let series = select_series(self.inner.catalog(), &selection).map_err(to_datafusion)?;
-        let (projected, columns) = match projection {
-            Some(p) => (Arc::new(self.schema.project(p)?), p.clone()),
-            None => (
-                self.schema.clone(),
-                (0..self.schema.fields().len()).collect(),
-            ),
+        let columns = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
         };
-        let n = state
-            .config()
-            .target_partitions()
-            .clamp(1, series.len().max(1));
-        let mut groups: Vec<Vec<SeriesRef>> = (0..n).map(|_| Vec::new()).collect();
-        for (i, s) in series.into_iter().enumerate() {
-            groups[i % n].push(s);
-        }
-        let partitions: Vec<Arc<dyn PartitionStream>> = groups
-            .into_iter()
-            .map(|series| {
-                Arc::new(SeriesPartition {
-                    inner: self.inner.clone(),
-                    series: Arc::new(series),
-                    schema: projected.clone(),
-                    columns: columns.clone(),
-                }) as Arc<dyn PartitionStream>
-            })
-            .collect();
-        let exec = StreamingTableExec::try_new(
-            projected,
-            partitions,
-            None,
-            Vec::<LexOrdering>::new(),
-            false,
-            limit,
-        )?;
+        let projected = Arc::new(self.schema.project(&columns)?);
+        let exec = scan::MetricsScanExec::new(
+            &self.inner,
+            scan::Request {
+                series,
+                steps: selection.steps,
+                timestamps: selection.timestamps,
+                schema: projected,
+                columns,
+                limit,
+                partitions: state.config().target_partitions(),
+                batch_rows: state.config().batch_size(),
+            },
+        );
         Ok(Arc::new(exec))
     }
 }
@@ -166,6 +150,10 @@ struct Selection {
     runs: Option<BTreeSet<String>>,
     experiments: Option<BTreeSet<String>>,
     keys: Option<BTreeSet<String>>,
+    /// Inclusive bounds on `step`, `timestamp` and `series_id` (empty when low > high).
+    steps: Option<(i64, i64)>,
+    timestamps: Option<(i64, i64)>,
+    series: Option<(i64, i64)>,
 }
 
 impl Selection {
@@ -180,6 +168,112 @@ impl Selection {
             Some(old) => old.intersection(&values).cloned().collect(),
             None => values,
         });
+    }
+
+    /// Adds the condition `column BETWEEN bounds.0 AND bounds.1` (conditions are ANDed).
+    fn restrict_range(&mut self, column: &str, bounds: (i64, i64)) {
+        let slot = match column {
+            "step" => &mut self.steps,
+            "timestamp" => &mut self.timestamps,
+            _ => &mut self.series,
+        };
+        *slot = Some(match slot.take() {
+            Some(old) => (old.0.max(bounds.0), old.1.min(bounds.1)),
+            None => bounds,
+        });
+    }
+}
+
+/// Bounds that no value satisfies.
+const EMPTY: (i64, i64) = (i64::MAX, i64::MIN);
+
+/// A condition on `step`, `timestamp` or `series_id` as the inclusive bounds it allows (a superset for `IN`
+/// lists and `OR`s, which become the smallest range holding every value they allow): `column op
+/// integer` for the comparisons, `BETWEEN`, `IN`, and `AND`/`OR` of those on one column.
+fn range(expr: &Expr) -> Option<(&str, (i64, i64))> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::And | Operator::Or => {
+                let (a, x) = range(left)?;
+                let (b, y) = range(right)?;
+                if a != b {
+                    return None;
+                }
+                let bounds = if *op == Operator::And {
+                    (x.0.max(y.0), x.1.min(y.1))
+                } else if x.0 > x.1 {
+                    y
+                } else if y.0 > y.1 {
+                    x
+                } else {
+                    (x.0.min(y.0), x.1.max(y.1))
+                };
+                Some((a, bounds))
+            }
+            _ => {
+                let (column, op, v) = match (ranged(left), integer(right)) {
+                    (Some(c), Some(v)) => (c, *op, v),
+                    _ => (ranged(right)?, op.swap()?, integer(left)?),
+                };
+                let bounds = match op {
+                    Operator::Eq => (v, v),
+                    Operator::Lt => v.checked_sub(1).map_or(EMPTY, |v| (i64::MIN, v)),
+                    Operator::LtEq => (i64::MIN, v),
+                    Operator::Gt => v.checked_add(1).map_or(EMPTY, |v| (v, i64::MAX)),
+                    Operator::GtEq => (v, i64::MAX),
+                    _ => return None,
+                };
+                Some((column, bounds))
+            }
+        },
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) => Some((ranged(expr)?, (integer(low)?, integer(high)?))),
+        Expr::InList(InList {
+            expr,
+            list,
+            negated: false,
+        }) => {
+            let column = ranged(expr)?;
+            let values = list.iter().map(integer).collect::<Option<Vec<i64>>>()?;
+            let bounds = match (values.iter().min(), values.iter().max()) {
+                (Some(&lo), Some(&hi)) => (lo, hi),
+                _ => EMPTY,
+            };
+            Some((column, bounds))
+        }
+        _ => None,
+    }
+}
+
+/// `step`, `timestamp` or `series_id`.
+fn ranged(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Column(c) if ["step", "timestamp", "series_id"].contains(&c.name.as_str()) => {
+            Some(c.name.as_str())
+        }
+        _ => None,
+    }
+}
+
+/// An integer literal that fits an `i64`.
+fn integer(expr: &Expr) -> Option<i64> {
+    match expr {
+        Expr::Literal(v, _) => match v {
+            ScalarValue::Int8(Some(v)) => Some(i64::from(*v)),
+            ScalarValue::Int16(Some(v)) => Some(i64::from(*v)),
+            ScalarValue::Int32(Some(v)) => Some(i64::from(*v)),
+            ScalarValue::Int64(Some(v)) => Some(*v),
+            ScalarValue::UInt8(Some(v)) => Some(i64::from(*v)),
+            ScalarValue::UInt16(Some(v)) => Some(i64::from(*v)),
+            ScalarValue::UInt32(Some(v)) => Some(i64::from(*v)),
+            ScalarValue::UInt64(Some(v)) => i64::try_from(*v).ok(),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -282,6 +376,9 @@ fn select_series(c: &Catalog, selection: &Selection) -> Result<Vec<SeriesRef>> {
             candidates.retain(|(_, _, key)| keys.contains(key));
         }
     }
+    if let Some((lo, hi)) = selection.series {
+        candidates.retain(|(id, _, _)| i64::try_from(*id).is_ok_and(|id| lo <= id && id <= hi));
+    }
     // Each run's experiment, looked up once per run.
     let mut experiment_of: HashMap<String, Option<Arc<str>>> = HashMap::new();
     let mut out = Vec::with_capacity(candidates.len());
@@ -315,160 +412,6 @@ fn select_series(c: &Catalog, selection: &Selection) -> Result<Vec<SeriesRef>> {
     }
     out.sort_by_key(|s| s.id);
     Ok(out)
-}
-
-/// One partition of a scan: some series, read when the stream is polled.
-#[derive(Debug)]
-struct SeriesPartition {
-    inner: Arc<Inner>,
-    series: Arc<Vec<SeriesRef>>,
-    /// The projected schema, and the table columns it holds.
-    schema: SchemaRef,
-    columns: Vec<usize>,
-}
-
-impl PartitionStream for SeriesPartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let reader = BatchReader {
-            inner: self.inner.clone(),
-            series: self.series.clone(),
-            schema: self.schema.clone(),
-            columns: self.columns.clone(),
-            next: 0,
-            pending: Vec::new(),
-        };
-        Box::pin(RecordBatchStreamAdapter::new(
-            self.schema.clone(),
-            futures_util::stream::iter(reader),
-        ))
-    }
-}
-
-/// Reads series one group at a time into batches of about [`BATCH_ROWS`] rows.
-struct BatchReader {
-    inner: Arc<Inner>,
-    series: Arc<Vec<SeriesRef>>,
-    schema: SchemaRef,
-    columns: Vec<usize>,
-    /// The next series to read.
-    next: usize,
-    /// Slices of a large batch still to return, last first.
-    pending: Vec<RecordBatch>,
-}
-
-impl Iterator for BatchReader {
-    type Item = DfResult<RecordBatch>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if let Some(batch) = self.pending.pop() {
-            return Some(Ok(batch));
-        }
-        let mut group: Vec<(usize, Points)> = Vec::new();
-        let mut rows = 0;
-        while self.next < self.series.len() && rows < BATCH_ROWS {
-            let i = self.next;
-            self.next += 1;
-            let points = match self.inner.metrics().series(self.series[i].id).materialize() {
-                Ok(p) => p,
-                Err(e) => {
-                    self.next = self.series.len();
-                    return Some(Err(to_datafusion(e)));
-                }
-            };
-            if !points.is_empty() {
-                rows += points.len();
-                group.push((i, points));
-            }
-        }
-        if group.is_empty() {
-            return None;
-        }
-        let batch = match self.build(&group, rows) {
-            Ok(b) => b,
-            Err(e) => return Some(Err(e.into())),
-        };
-        if rows <= BATCH_ROWS {
-            return Some(Ok(batch));
-        }
-        let mut slices: Vec<RecordBatch> = (0..rows)
-            .step_by(BATCH_ROWS)
-            .map(|start| batch.slice(start, BATCH_ROWS.min(rows - start)))
-            .collect();
-        slices.reverse();
-        self.pending = slices;
-        self.pending.pop().map(Ok)
-    }
-}
-
-impl BatchReader {
-    /// The projected columns of `group` (series index, its points), `rows` rows in all.
-    fn build(
-        &self,
-        group: &[(usize, Points)],
-        rows: usize,
-    ) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
-        let constant = |f: fn(&SeriesRef) -> &str| -> ArrayRef {
-            let bytes = group
-                .iter()
-                .map(|(i, p)| f(&self.series[*i]).len() * p.len())
-                .sum();
-            let mut b = StringBuilder::with_capacity(rows, bytes);
-            for (i, p) in group {
-                let value = f(&self.series[*i]);
-                for _ in 0..p.len() {
-                    b.append_value(value);
-                }
-            }
-            Arc::new(b.finish())
-        };
-        let ints = |f: fn(&Points) -> &[i64]| -> ArrayRef {
-            let mut v = Vec::with_capacity(rows);
-            for (_, p) in group {
-                v.extend_from_slice(f(p));
-            }
-            Arc::new(Int64Array::from(v))
-        };
-        let any_extras = group.iter().any(|(_, p)| !p.extras.is_empty());
-        let extra = |f: fn(&PointExtras) -> Option<&str>| -> ArrayRef {
-            if !any_extras {
-                return new_null_array(&DataType::Utf8, rows);
-            }
-            Arc::new(StringArray::from_iter(group.iter().flat_map(|(_, p)| {
-                (0..p.len()).map(move |j| p.extra(j).and_then(|e| f(e)))
-            })))
-        };
-        let columns: Vec<ArrayRef> = self
-            .columns
-            .iter()
-            .map(|&c| match c {
-                RUN_ID => constant(|s| &s.run_id),
-                EXPERIMENT_ID => constant(|s| &s.experiment_id),
-                KEY => constant(|s| &s.key),
-                STEP => ints(|p| &p.step),
-                TIMESTAMP => ints(|p| &p.timestamp),
-                VALUE => {
-                    let mut v = Vec::with_capacity(rows);
-                    for (_, p) in group {
-                        v.extend_from_slice(&p.value);
-                    }
-                    Arc::new(Float64Array::from(v))
-                }
-                MODEL_ID => extra(|e| e.model_id.as_deref()),
-                DATASET_NAME => extra(|e| e.dataset_name.as_deref()),
-                _ => extra(|e| e.dataset_digest.as_deref()),
-            })
-            .collect();
-        debug_assert!(self.columns.iter().all(|&c| c <= DATASET_DIGEST));
-        RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            columns,
-            &RecordBatchOptions::new().with_row_count(Some(rows)),
-        )
-    }
 }
 
 #[cfg(test)]

@@ -15,10 +15,26 @@
 //! | `runs`           | run_id, experiment_id, run_name, user_id, status, start_time, end_time, lifecycle_stage, artifact_uri |
 //! | `params`, `tags` | run_id, key, value |
 //! | `latest_metrics` | run_id, key, value, timestamp, step |
+//! | `datasets`       | experiment_id, name, digest, source_type, source, schema, profile |
+//! | `inputs`         | run_id, experiment_id, dataset_name, dataset_digest, context |
+//! | `input_tags`     | run_id, dataset_name, dataset_digest, key, value |
+//! | `metric_series`  | series_id, run_id, key |
 //! | `artifacts`      | path, digest, size |
-//! | `metrics`        | run_id, experiment_id, key, step, timestamp, value, model_id, dataset_name, dataset_digest |
+//! | `metrics`        | run_id, experiment_id, key, step, timestamp, value, model_id, dataset_name, dataset_digest, series_id |
 //!
-//! Times are milliseconds since the epoch (`Int64`), ids are strings as in MLflow's API. Deleted
+//! `datasets` has one row per dataset and experiment (MLflow deduplicates them by name and digest
+//! within an experiment); `inputs` one row per dataset a run used, `context` being the input's
+//! `mlflow.data.context` tag (`train`, `eval` ..., null without one); `input_tags` every tag of
+//! every input, one row each (a table rather than a JSON column, so that tags filter and join in
+//! plain SQL). Join `inputs` to `datasets` on (experiment_id, dataset_name = name,
+//! dataset_digest = digest).
+//!
+//! `metric_series` names the id (`UInt64`) under which each run's metric is stored: the
+//! `series_id` column of the Parquet segments in `<store>/metrics/`, which are standard Parquet
+//! files that other tools (pyarrow, DuckDB ...) read; join on it to give their rows a run and a key.
+//!
+//! Times are milliseconds since the epoch (`Int64`), ids are strings as in MLflow's API
+//! (`series_id` aside). Deleted
 //! experiments and runs are included; filter on `lifecycle_stage`. `metrics` holds every point
 //! (exact duplicates of (step, timestamp, value) once, as MLflow stores them) from the Parquet
 //! segments and the in-memory buffers as one table; see [`metrics`] for its pushdown.
@@ -28,7 +44,11 @@
 //! is refused with [`Error::InvalidParameter`] before it is planned, and the plan is checked again
 //! (no DDL, DML or statements). Each query has its own memory pool ([`QueryOptions::memory_limit`];
 //! operators that can spill do, the others fail the query) and a time limit
-//! ([`QueryOptions::timeout`]; the query is cancelled when it expires).
+//! ([`QueryOptions::timeout`]; the query is cancelled when it expires). Everything a query holds
+//! is reserved in its pool: DataFusion's operators reserve their state, each `metrics` scan
+//! partition the batch it has just produced (and a series it merges, see [`metrics`]), and
+//! [`Store::sql`] the result it gathers, so a query over more than its limit fails cleanly
+//! instead of growing without bound.
 
 mod metrics;
 mod tables;
@@ -38,13 +58,15 @@ use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
-use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryConsumer};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use futures_util::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::store::{Inner, Store};
@@ -52,8 +74,10 @@ use crate::store::{Inner, Store};
 /// Limits of one SQL query.
 #[derive(Debug, Clone)]
 pub struct QueryOptions {
-    /// Bytes the query's operators (sorts, joins, aggregations) may hold; beyond it they spill
-    /// to disk if they can, or the query fails with [`Error::InvalidParameter`].
+    /// Bytes the query may hold at once: its operators' state (sorts, joins, aggregations), the
+    /// batches the `metrics` scan is producing and the result being gathered. Beyond it,
+    /// operators that can spill to disk do; otherwise the query fails with
+    /// [`Error::InvalidParameter`] ("exceeds its memory limit").
     pub memory_limit: usize,
     /// Wall time after which the query is cancelled and fails with [`Error::InvalidParameter`].
     pub timeout: Duration,
@@ -200,7 +224,7 @@ fn run_query(
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let batches = match mode {
                 Mode::Schema => Vec::new(),
-                Mode::Collect => df.collect().await?,
+                Mode::Collect => collect(df).await?,
             };
             Ok::<_, DataFusionError>((schema, batches))
         };
@@ -217,6 +241,29 @@ fn run_query(
         .map_err(|_| Error::Internal("the SQL query task ended without a result".into()))?
 }
 
+/// Runs `df` and gathers its result, which is held in the query's memory pool like any
+/// operator's state: a result larger than the limit fails the query instead of growing without
+/// bound. A batch counts the bytes of its rows (the part of its buffers it refers to), so that
+/// batches sliced out of one larger array count that array once in all.
+async fn collect(df: DataFrame) -> Result<Vec<RecordBatch>, DataFusionError> {
+    let pool = df.task_ctx().memory_pool().clone();
+    let reservation = MemoryConsumer::new("SQL query result").register(&pool);
+    let mut stream = df.execute_stream().await?;
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let mut bytes = 0;
+        for column in batch.columns() {
+            bytes += column.to_data().get_slice_memory_size()?;
+        }
+        reservation.try_grow(bytes)?;
+        batches.push(batch);
+    }
+    // The batches leave the pool with the result; the pool ends with the query.
+    reservation.free();
+    Ok(batches)
+}
+
 /// A fresh session for one query: its own memory pool, the store's tables.
 fn context(inner: Arc<Inner>, options: &QueryOptions) -> Result<SessionContext> {
     let runtime = RuntimeEnvBuilder::new()
@@ -227,6 +274,7 @@ fn context(inner: Arc<Inner>, options: &QueryOptions) -> Result<SessionContext> 
         .with_information_schema(true)
         .with_target_partitions(runtime_threads());
     let ctx = SessionContext::new_with_config_rt(config, runtime);
+    ctx.add_optimizer_rule(Arc::new(metrics::GroupBySeries::new(inner.clone())));
     tables::register(&ctx, &inner).map_err(from_datafusion)?;
     ctx.register_table("metrics", Arc::new(metrics::MetricsTable::new(inner)))
         .map_err(from_datafusion)?;

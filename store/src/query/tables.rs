@@ -1,10 +1,17 @@
-//! The catalog's tables (`experiments`, `runs`, `params`, `tags`, `latest_metrics`, `artifacts`):
-//! each one built from a catalog scan when a query scans it, then handed to DataFusion as an
-//! in-memory table. A query pays only for the tables it reads.
+//! The catalog's tables (`experiments`, `runs`, `params`, `tags`, `latest_metrics`, `datasets`,
+//! `inputs`, `input_tags`, `metric_series`, `artifacts`): each one built from a catalog scan when
+//! a query scans it, then handed to DataFusion as an in-memory table. A query pays only for the
+//! tables it reads.
+//!
+//! A run's dataset inputs are two tables: `inputs` (one row per run and dataset, with the input's
+//! `mlflow.data.context` tag as a column, since it is the one tag MLflow itself sets) and
+//! `input_tags` (every tag of every input, context included, one row each), rather than the tags
+//! as a JSON string in `inputs`: rows join and filter with plain SQL, where JSON would need
+//! functions DataFusion does not ship.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
@@ -19,7 +26,7 @@ use super::to_datafusion;
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::store::Inner;
-use crate::types::ViewType;
+use crate::types::{DatasetInput, ViewType};
 
 type Build = fn(&Catalog) -> Result<Vec<ArrayRef>>;
 
@@ -72,9 +79,17 @@ fn ints(values: impl Iterator<Item = i64>) -> ArrayRef {
     Arc::new(Int64Array::from_iter_values(values))
 }
 
+fn optional_strings<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(StringArray::from_iter(values))
+}
+
+/// The input tag through which MLflow records what a dataset was used for (`train`, `eval` ...).
+const CONTEXT_TAG: &str = "mlflow.data.context";
+
 /// Registers the catalog tables in `ctx`.
 pub(super) fn register(ctx: &SessionContext, inner: &Arc<Inner>) -> DfResult<()> {
-    let tables: [(&str, Vec<Field>, Build); 6] = [
+    let nullable = |name: &str| Field::new(name, DataType::Utf8, true);
+    let tables: [(&str, Vec<Field>, Build); 10] = [
         (
             "experiments",
             vec![
@@ -122,6 +137,50 @@ pub(super) fn register(ctx: &SessionContext, inner: &Arc<Inner>) -> DfResult<()>
                 int64("step", false),
             ],
             latest_metrics,
+        ),
+        (
+            "datasets",
+            vec![
+                utf8("experiment_id"),
+                utf8("name"),
+                utf8("digest"),
+                utf8("source_type"),
+                utf8("source"),
+                nullable("schema"),
+                nullable("profile"),
+            ],
+            datasets,
+        ),
+        (
+            "inputs",
+            vec![
+                utf8("run_id"),
+                utf8("experiment_id"),
+                utf8("dataset_name"),
+                utf8("dataset_digest"),
+                nullable("context"),
+            ],
+            inputs,
+        ),
+        (
+            "input_tags",
+            vec![
+                utf8("run_id"),
+                utf8("dataset_name"),
+                utf8("dataset_digest"),
+                utf8("key"),
+                utf8("value"),
+            ],
+            input_tags,
+        ),
+        (
+            "metric_series",
+            vec![
+                Field::new("series_id", DataType::UInt64, false),
+                utf8("run_id"),
+                utf8("key"),
+            ],
+            metric_series,
         ),
         (
             "artifacts",
@@ -191,6 +250,67 @@ fn latest_metrics(c: &Catalog) -> Result<Vec<ArrayRef>> {
         Arc::new(Float64Array::from_iter_values(m.iter().map(|m| m.2.value))),
         ints(m.iter().map(|m| m.2.timestamp)),
         ints(m.iter().map(|m| m.2.step)),
+    ])
+}
+
+fn datasets(c: &Catalog) -> Result<Vec<ArrayRef>> {
+    let d = c.all_datasets()?;
+    let ids: Vec<String> = d.iter().map(|(e, _)| e.to_string()).collect();
+    Ok(vec![
+        strings(ids.iter().map(String::as_str)),
+        strings(d.iter().map(|(_, d)| d.name.as_str())),
+        strings(d.iter().map(|(_, d)| d.digest.as_str())),
+        strings(d.iter().map(|(_, d)| d.source_type.as_str())),
+        strings(d.iter().map(|(_, d)| d.source.as_str())),
+        optional_strings(d.iter().map(|(_, d)| d.schema.as_deref())),
+        optional_strings(d.iter().map(|(_, d)| d.profile.as_deref())),
+    ])
+}
+
+fn inputs(c: &Catalog) -> Result<Vec<ArrayRef>> {
+    let i = c.all_run_inputs()?;
+    let ids: Vec<String> = i.iter().map(|(_, e, _)| e.to_string()).collect();
+    fn context(input: &DatasetInput) -> Option<&str> {
+        input
+            .tags
+            .iter()
+            .find(|t| t.key == CONTEXT_TAG)
+            .map(|t| t.value.as_str())
+    }
+    Ok(vec![
+        strings(i.iter().map(|(r, _, _)| r.as_str())),
+        strings(ids.iter().map(String::as_str)),
+        strings(i.iter().map(|(_, _, d)| d.dataset.name.as_str())),
+        strings(i.iter().map(|(_, _, d)| d.dataset.digest.as_str())),
+        optional_strings(i.iter().map(|(_, _, d)| context(d))),
+    ])
+}
+
+fn input_tags(c: &Catalog) -> Result<Vec<ArrayRef>> {
+    let i = c.all_run_inputs()?;
+    let rows: Vec<(&str, &DatasetInput, &str, &str)> = i
+        .iter()
+        .flat_map(|(r, _, d)| {
+            d.tags
+                .iter()
+                .map(move |t| (r.as_str(), d, t.key.as_str(), t.value.as_str()))
+        })
+        .collect();
+    Ok(vec![
+        strings(rows.iter().map(|r| r.0)),
+        strings(rows.iter().map(|r| r.1.dataset.name.as_str())),
+        strings(rows.iter().map(|r| r.1.dataset.digest.as_str())),
+        strings(rows.iter().map(|r| r.2)),
+        strings(rows.iter().map(|r| r.3)),
+    ])
+}
+
+fn metric_series(c: &Catalog) -> Result<Vec<ArrayRef>> {
+    let s = c.all_series()?;
+    Ok(vec![
+        Arc::new(UInt64Array::from_iter_values(s.iter().map(|s| s.0))),
+        strings(s.iter().map(|s| s.1.as_str())),
+        strings(s.iter().map(|s| s.2.as_str())),
     ])
 }
 

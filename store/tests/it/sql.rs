@@ -364,3 +364,444 @@ fn limits_memory_and_time() {
     let schema = s.sql_schema("SELECT run_id, value FROM metrics").unwrap();
     assert_eq!(schema.fields().len(), 2);
 }
+
+#[test]
+fn datasets_inputs_and_input_tags() {
+    let (_d, s, runs) = fixture();
+    let (small, large, bert) = (&runs[0], &runs[1], &runs[2]);
+    let dataset = |name: &str, digest: &str, schema: Option<&str>| Dataset {
+        name: name.into(),
+        digest: digest.into(),
+        source_type: "local".into(),
+        source: format!("{{\"uri\": \"/data/{name}\"}}"),
+        schema: schema.map(str::to_string),
+        profile: None,
+    };
+    let input = |ds: Dataset, tags: &[(&str, &str)]| DatasetInput {
+        tags: tags.iter().map(|(k, v)| Tag::new(*k, *v)).collect(),
+        dataset: ds,
+    };
+    let cifar = dataset("cifar", "c1", Some("{\"mlflow_colspec\": []}"));
+    s.log_inputs(
+        small,
+        &[
+            input(cifar.clone(), &[("mlflow.data.context", "train")]),
+            input(
+                dataset("cifar-test", "c2", None),
+                &[("mlflow.data.context", "eval")],
+            ),
+        ],
+    )
+    .unwrap();
+    // The same dataset in the same experiment is one `datasets` row; no context tag is a null.
+    s.log_inputs(large, &[input(cifar, &[("origin", "mirror")])])
+        .unwrap();
+    s.log_inputs(
+        bert,
+        &[input(
+            dataset("imdb", "d1", None),
+            &[("mlflow.data.context", "train"), ("split", "90/10")],
+        )],
+    )
+    .unwrap();
+    golden(
+        &s,
+        "SELECT experiment_id, name, digest, source_type, source, schema IS NOT NULL AS has_schema,
+                profile
+         FROM datasets ORDER BY experiment_id, name",
+        r#"
++---------------+------------+--------+-------------+-----------------------------+------------+---------+
+| experiment_id | name       | digest | source_type | source                      | has_schema | profile |
++---------------+------------+--------+-------------+-----------------------------+------------+---------+
+| 1             | cifar      | c1     | local       | {"uri": "/data/cifar"}      | true       |         |
+| 1             | cifar-test | c2     | local       | {"uri": "/data/cifar-test"} | false      |         |
+| 2             | imdb       | d1     | local       | {"uri": "/data/imdb"}       | false      |         |
++---------------+------------+--------+-------------+-----------------------------+------------+---------+"#,
+    );
+    golden(
+        &s,
+        "SELECT r.run_name, i.experiment_id, i.dataset_name, i.dataset_digest, i.context,
+                d.source_type
+         FROM inputs i JOIN runs r USING (run_id)
+         JOIN datasets d ON d.experiment_id = i.experiment_id AND d.name = i.dataset_name
+                        AND d.digest = i.dataset_digest
+         ORDER BY r.run_name, i.dataset_name",
+        "
++----------+---------------+--------------+----------------+---------+-------------+
+| run_name | experiment_id | dataset_name | dataset_digest | context | source_type |
++----------+---------------+--------------+----------------+---------+-------------+
+| r-bert   | 2             | imdb         | d1             | train   | local       |
+| r-large  | 1             | cifar        | c1             |         | local       |
+| r-small  | 1             | cifar        | c1             | train   | local       |
+| r-small  | 1             | cifar-test   | c2             | eval    | local       |
++----------+---------------+--------------+----------------+---------+-------------+",
+    );
+    golden(
+        &s,
+        "SELECT r.run_name, t.dataset_name, t.key, t.value
+         FROM input_tags t JOIN runs r USING (run_id) ORDER BY r.run_name, t.dataset_name, t.key",
+        "
++----------+--------------+---------------------+--------+
+| run_name | dataset_name | key                 | value  |
++----------+--------------+---------------------+--------+
+| r-bert   | imdb         | mlflow.data.context | train  |
+| r-bert   | imdb         | split               | 90/10  |
+| r-large  | cifar        | origin              | mirror |
+| r-small  | cifar        | mlflow.data.context | train  |
+| r-small  | cifar-test   | mlflow.data.context | eval   |
++----------+--------------+---------------------+--------+",
+    );
+    // Training runs per dataset: the question the two tables answer together.
+    golden(
+        &s,
+        "SELECT i.dataset_name, count(DISTINCT i.run_id) AS runs
+         FROM inputs i WHERE i.context = 'train' GROUP BY 1 ORDER BY 1",
+        "
++--------------+------+
+| dataset_name | runs |
++--------------+------+
+| cifar        | 1    |
+| imdb         | 1    |
++--------------+------+",
+    );
+}
+
+/// Sorted rows of `sql` as text.
+fn rows(s: &Store, sql: &str) -> Vec<String> {
+    let batches = s.sql(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let text = pretty_format_batches(&batches).unwrap().to_string();
+    let mut rows: Vec<String> = text.lines().map(str::to_string).collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn pushed_down_filters_return_what_plain_filters_return() {
+    let (_d, s) = temp_store();
+    let a = crate::new_run(&s);
+    let b = crate::new_run(&s);
+    // `a/loss`: 3,000 steps over three segments and the buffer; timestamps go back at step 1500.
+    // `a/acc`: logged twice, before and after a flush (its parts overlap: merged on read).
+    // `b/loss`: in the buffer only, with a dataset reference on some points.
+    let ts = |step: i64| {
+        T0 + if step < 1500 {
+            step * 10
+        } else {
+            step * 10 - 20_000
+        }
+    };
+    let log = |run: &str, key: &str, steps: std::ops::Range<i64>| {
+        let steps: Vec<i64> = steps.collect();
+        for chunk in steps.chunks(1000) {
+            let points: Vec<Metric> = chunk
+                .iter()
+                .map(|&st| {
+                    let mut m = Metric::new(key, (st % 97) as f64, ts(st), st);
+                    if run == b && st % 5 == 0 {
+                        m.dataset_name = Some("ds".into());
+                    }
+                    m
+                })
+                .collect();
+            s.log_batch(run, &points, &[], &[]).unwrap();
+        }
+    };
+    log(&a, "loss", 0..1000);
+    log(&a, "acc", 0..800);
+    s.flush().unwrap();
+    log(&a, "loss", 1000..2000);
+    log(&a, "acc", 400..1200);
+    s.flush().unwrap();
+    log(&a, "loss", 2000..2500);
+    s.flush().unwrap();
+    log(&a, "loss", 2500..3000);
+    log(&b, "loss", 0..700);
+    assert_eq!(s.metrics_stats().segments, 3);
+
+    let filters = [
+        "step BETWEEN 1000 AND 1100",
+        "step = 2999",
+        "step < 10",
+        "step > 2400 AND step <= 2600",
+        "step IN (5, 1500, 2998)",
+        "step >= 700 AND step < 900",
+        "step = 5 OR step = 1199",
+        "step > 100000",
+        "timestamp BETWEEN 1700000010000 AND 1700000012000",
+        "timestamp < 1700000000100",
+        "timestamp >= 1700000009990",
+        "step > 1200 AND timestamp < 1700000001000",
+        "timestamp = 1700000005000",
+    ];
+    for f in filters {
+        let plain = f
+            .replace("step", "(step + 0)")
+            .replace("timestamp", "(timestamp + 0)");
+        let q = |w: &str| {
+            format!(
+                "SELECT run_id = '{a}' AS is_a, key, step, timestamp, value, dataset_name
+                 FROM metrics WHERE {w}"
+            )
+        };
+        let (pushed, expected) = (rows(&s, &q(f)), rows(&s, &q(&plain)));
+        assert!(
+            expected.len() > 4 || f.contains("100000"),
+            "{f}: {expected:?}"
+        );
+        assert_eq!(pushed, expected, "filter {f}");
+    }
+    // The filters are shown on the scan.
+    let plan = table(
+        &s,
+        "EXPLAIN SELECT count(*) FROM metrics WHERE step BETWEEN 5 AND 9 AND timestamp > 3",
+    );
+    assert!(
+        plan.contains("steps=[5, 9], timestamps=[4, 9223372036854775807]"),
+        "{plan}"
+    );
+}
+
+#[test]
+fn scans_and_results_stay_within_the_memory_limit() {
+    let (_d, s) = temp_store();
+    let run = crate::new_run(&s);
+    // 20 keys × 15,000 steps in a segment; `dup` logged twice (its parts overlap: the scan
+    // merges it in memory).
+    for first in (0..15_000).step_by(50) {
+        let points: Vec<Metric> = (first..first + 50)
+            .flat_map(|step| {
+                (0..20).map(move |k| Metric::new(format!("m{k}"), step as f64, T0 + step, step))
+            })
+            .collect();
+        s.log_batch(&run, &points, &[], &[]).unwrap();
+    }
+    let dup = |s: &Store| {
+        for first in (0..100_000).step_by(1000) {
+            let points: Vec<Metric> = (first..first + 1000)
+                .map(|step| Metric::new("dup", 1.0, T0 + step, step))
+                .collect();
+            s.log_batch(&run, &points, &[], &[]).unwrap();
+        }
+    };
+    dup(&s);
+    s.flush().unwrap();
+    dup(&s);
+    let with_limit = |bytes: usize| QueryOptions {
+        memory_limit: bytes,
+        ..QueryOptions::default()
+    };
+    let fails = |sql: &str, limit: usize, consumer: &str| match s.sql_with(sql, &with_limit(limit))
+    {
+        Err(Error::InvalidParameter(m)) => {
+            assert!(m.contains("memory limit"), "{sql}: {m}");
+            assert!(m.contains(consumer), "{sql}: {m}");
+        }
+        other => panic!("{sql} within {limit} bytes: expected a memory error, got {other:?}"),
+    };
+    let count = |sql: &str, limit: usize| -> usize {
+        let batches = s
+            .sql_with(sql, &with_limit(limit))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        batches.iter().map(|b| b.num_rows()).sum()
+    };
+
+    // The whole table as the result: 400,000 rows of ~80 bytes do not fit in 4 MiB.
+    let everything = "SELECT * FROM metrics";
+    fails(everything, 4 << 20, "SQL query result");
+    assert_eq!(count(everything, 512 << 20), 400_000);
+
+    // A scan under a small aggregate: its batches alone exceed 32 KiB.
+    let scan = "SELECT count(*) AS n FROM metrics WHERE value >= 0 AND key IN ('m1', 'm2', 'm3')";
+    fails(scan, 32 << 10, "MetricsScanExec");
+    let n = s.sql_with(scan, &with_limit(16 << 20)).unwrap();
+    let n = pretty_format_batches(&n).unwrap().to_string();
+    assert!(n.contains("| 45000 |"), "{n}");
+
+    // The overlapping series is reserved before it is merged (200,000 points read).
+    let merged =
+        format!("SELECT count(*) AS n FROM metrics WHERE run_id = '{run}' AND key = 'dup'");
+    fails(&merged, 2 << 20, "MetricsScanExec");
+    golden(
+        &s,
+        &merged,
+        "
++--------+
+| n      |
++--------+
+| 100000 |
++--------+",
+    );
+    // A failed query leaves nothing behind: the same small limit runs a small query.
+    assert_eq!(
+        count(
+            &format!(
+                "SELECT step FROM metrics WHERE key = 'm3' AND step < 100 AND run_id = '{run}'"
+            ),
+            1 << 20
+        ),
+        100
+    );
+}
+
+#[test]
+fn metric_series_gives_the_segments_series_ids_a_run_and_key() {
+    let (dir, s, _) = fixture();
+    golden(
+        &s,
+        "SELECT r.run_name, m.key FROM metric_series m JOIN runs r USING (run_id)
+         ORDER BY m.series_id",
+        "
++----------+------------+
+| run_name | key        |
++----------+------------+
+| r-small  | val_loss   |
+| r-large  | val_loss   |
+| r-small  | train_loss |
+| r-bert   | val_loss   |
+| r-bert   | eval_acc   |
++----------+------------+",
+    );
+    // The segment file, read as plain Parquet: its `series_id` column means what the table says.
+    let mut rows_per_series = std::collections::BTreeMap::<u64, usize>::new();
+    for entry in std::fs::read_dir(dir.path().join("metrics")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            let file = std::fs::File::open(&path).unwrap();
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024)
+                    .unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let ids = batch
+                    .column_by_name("series_id")
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<arrow::array::UInt64Array>()
+                    .unwrap()
+                    .clone();
+                for id in ids.values() {
+                    *rows_per_series.entry(*id).or_default() += 1;
+                }
+            }
+        }
+    }
+    let names = s
+        .sql(
+            "SELECT m.series_id, r.run_name || '/' || m.key AS name
+             FROM metric_series m JOIN runs r USING (run_id)",
+        )
+        .unwrap();
+    let mut name_of = std::collections::HashMap::new();
+    for b in &names {
+        let ids = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::UInt64Array>()
+            .unwrap();
+        for i in 0..b.num_rows() {
+            name_of.insert(
+                ids.value(i),
+                arrow::util::display::array_value_to_string(b.column(1), i).unwrap(),
+            );
+        }
+    }
+    let in_segment: Vec<(String, usize)> = rows_per_series
+        .into_iter()
+        .map(|(id, n)| (name_of[&id].clone(), n))
+        .collect();
+    assert_eq!(
+        in_segment,
+        [
+            ("r-small/val_loss".to_string(), 5),
+            ("r-large/val_loss".to_string(), 5),
+            ("r-small/train_loss".to_string(), 6)
+        ]
+    );
+}
+
+#[test]
+fn grouping_by_run_and_key_is_planned_as_grouping_by_series_id() {
+    let (_d, s, runs) = fixture();
+    // An overlapping series (logged again after a flush) and points logged after planning's
+    // names were read do not change the answers.
+    s.log_batch(
+        &runs[0],
+        &[
+            Metric::new("val_loss", 0.9, T0, 0),
+            Metric::new("val_loss", 0.1, T0 + 99_000, 99),
+        ],
+        &[],
+        &[],
+    )
+    .unwrap();
+    let pairs = [
+        (
+            "SELECT run_id, key, count(*) AS n, round(avg(value), 9) AS a, max(step) AS hi,
+                    min(timestamp) AS t
+             FROM metrics GROUP BY run_id, key",
+            "SELECT concat(run_id, '') AS run_id, key, count(*) AS n, round(avg(value), 9) AS a,
+                    max(step) AS hi, min(timestamp) AS t
+             FROM metrics GROUP BY concat(run_id, ''), key",
+        ),
+        (
+            "SELECT m.experiment_id, m.key, m.run_id, count(*) AS n FROM metrics m
+             WHERE m.step >= 2 AND m.value < 0.9 GROUP BY m.run_id, m.key, m.experiment_id",
+            "SELECT m.experiment_id, m.key, concat(m.run_id, '') AS run_id, count(*) AS n
+             FROM metrics m WHERE m.step >= 2 AND m.value < 0.9
+             GROUP BY concat(m.run_id, ''), m.key, m.experiment_id",
+        ),
+        (
+            "SELECT run_id, key, step % 2 AS odd, sum(step) AS s FROM metrics
+             GROUP BY run_id, key, step % 2",
+            "SELECT concat(run_id, '') AS run_id, key, step % 2 AS odd, sum(step) AS s
+             FROM metrics GROUP BY concat(run_id, ''), key, step % 2",
+        ),
+        (
+            "SELECT r.run_name, a.key, a.n, a.keys FROM
+               (SELECT run_id, key, count(*) AS n, count(DISTINCT key) AS keys FROM metrics
+                WHERE key <> 'eval_acc' GROUP BY 1, 2 HAVING count(*) > 5) a
+             JOIN runs r USING (run_id)",
+            "SELECT r.run_name, a.key, a.n, a.keys FROM
+               (SELECT concat(run_id, '') AS run_id, key, count(*) AS n,
+                       count(DISTINCT key) AS keys
+                FROM metrics WHERE key <> 'eval_acc' GROUP BY 1, 2 HAVING count(*) > 5) a
+             JOIN runs r USING (run_id)",
+        ),
+    ];
+    for (rewritten, plain) in pairs {
+        let explain = table(&s, &format!("EXPLAIN {rewritten}"));
+        assert!(explain.contains("quiver_series_names"), "{explain}");
+        let explain = table(&s, &format!("EXPLAIN {plain}"));
+        assert!(!explain.contains("quiver_series_names"), "{explain}");
+        let (got, want) = (rows(&s, rewritten), rows(&s, plain));
+        assert!(want.len() > 5, "{want:?}");
+        assert_eq!(got, want, "{rewritten}");
+    }
+    golden(
+        &s,
+        "SELECT r.run_name, m.key, count(*) AS n, max(m.step) AS last
+         FROM (SELECT run_id, key, step FROM metrics) m JOIN runs r USING (run_id)
+         GROUP BY r.run_name, m.key ORDER BY 1, 2",
+        "
++----------+------------+---+------+
+| run_name | key        | n | last |
++----------+------------+---+------+
+| r-bert   | eval_acc   | 1 | 9    |
+| r-bert   | val_loss   | 5 | 4    |
+| r-large  | val_loss   | 8 | 7    |
+| r-small  | train_loss | 6 | 5    |
+| r-small  | val_loss   | 6 | 99   |
++----------+------------+---+------+",
+    );
+    golden(
+        &s,
+        "SELECT key, count(*) AS n FROM metrics GROUP BY run_id, key ORDER BY n DESC, key LIMIT 2",
+        "
++------------+---+
+| key        | n |
++------------+---+
+| val_loss   | 8 |
+| train_loss | 6 |
++------------+---+",
+    );
+}
