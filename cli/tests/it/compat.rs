@@ -37,6 +37,8 @@ fn mlflow_client_compat_suite() {
     cmd.args(["-m", "pytest", "compat", "-q", "-p", "no:cacheprovider"])
         .current_dir(&root)
         .env("MLFLOW_TRACKING_URI", &server.url)
+        // test_parquet_interop.py runs servers and `quiver sql` of its own.
+        .env("QUIVER_BIN", env!("CARGO_BIN_EXE_quiver"))
         .env("MLFLOW_DISABLE_TELEMETRY", "true")
         .env("DO_NOT_TRACK", "true")
         .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
