@@ -9,6 +9,7 @@ Every test gets its own experiment (a fresh, uniquely named one, made the active
 with `mlflow.set_experiment`), so tests are independent of each other and of their order.
 """
 
+import contextlib
 import os
 import re
 import time
@@ -17,6 +18,7 @@ import uuid
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 
 def pytest_configure(config):
@@ -100,3 +102,15 @@ def artifact_tree(tmp_path):
     (root / "e" / "y.txt").write_text("y-content")
     (root / "e" / "f" / "z.bin").write_bytes(bytes(range(256)))
     return root
+
+
+@contextlib.contextmanager
+def raises_mlflow(error_code, *phrases):
+    """A `with` block that must raise MlflowException with `error_code` and a message containing
+    every one of `phrases`."""
+    with pytest.raises(MlflowException) as info:
+        yield info
+    err = info.value
+    assert err.error_code == error_code, f"error_code {err.error_code!r}: {err.message}"
+    for phrase in phrases:
+        assert phrase in err.message, f"{phrase!r} not in {err.message!r}"

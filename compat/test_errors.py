@@ -9,30 +9,14 @@ turns that into `mlflow.exceptions.RestException` (a subclass of MlflowException
 import uuid
 
 import mlflow
-import pytest
 from mlflow.entities import Metric, Param
-from mlflow.exceptions import MlflowException
 
-from conftest import unique_name
+from conftest import raises_mlflow, unique_name
 
 
 def raises(error_code, phrase):
     """Checks the exception of a `with` block: its class, error_code and message."""
-
-    class _Check:
-        def __enter__(self):
-            self._ctx = pytest.raises(MlflowException)
-            self.info = self._ctx.__enter__()
-            return self.info
-
-        def __exit__(self, *exc):
-            suppressed = self._ctx.__exit__(*exc)
-            err = self.info.value
-            assert err.error_code == error_code, f"error_code {err.error_code!r}: {err.message}"
-            assert phrase in err.message, f"{phrase!r} not in {err.message!r}"
-            return suppressed
-
-    return _Check()
+    return raises_mlflow(error_code, phrase)
 
 
 def test_changing_param_value(client):

@@ -18,9 +18,8 @@ import pytest
 import requests
 from mlflow import MlflowClient
 from mlflow.entities import Metric, ViewType
-from mlflow.exceptions import MlflowException
 
-from conftest import unique_name
+from conftest import raises_mlflow, unique_name
 
 
 def new_run(client, experiment_id, name, start_time=None):
@@ -61,24 +60,7 @@ def search_both(client, experiment_id, filter_string="", order_by=None, **kwargs
 def raises_invalid(*phrases):
     """A `with` block that must raise MlflowException INVALID_PARAMETER_VALUE whose message
     contains every one of `phrases`."""
-
-    class _Check:
-        def __enter__(self):
-            self._ctx = pytest.raises(MlflowException)
-            self.info = self._ctx.__enter__()
-            return self.info
-
-        def __exit__(self, *exc):
-            suppressed = self._ctx.__exit__(*exc)
-            err = self.info.value
-            assert err.error_code == "INVALID_PARAMETER_VALUE", (
-                f"error_code {err.error_code!r}: {err.message}"
-            )
-            for phrase in phrases:
-                assert phrase in err.message, f"{phrase!r} not in {err.message!r}"
-            return suppressed
-
-    return _Check()
+    return raises_mlflow("INVALID_PARAMETER_VALUE", *phrases)
 
 
 @pytest.fixture(scope="module")
