@@ -242,8 +242,21 @@ impl ExperimentIndex {
 
     fn apply_batch(&mut self, row: u32, batch: &LogBatch) {
         let rows = self.rows();
-        for p in &batch.points {
-            let Some(series) = batch.series.get(p.series as usize) else {
+        // The greatest point of each series in the batch (the first of equal ones, as the
+        // catalog picks), then one offer per series rather than one per point.
+        let mut best: Vec<Option<usize>> = vec![None; batch.series.len()];
+        for (i, p) in batch.points.iter().enumerate() {
+            let Some(slot) = best.get_mut(p.series as usize) else {
+                continue;
+            };
+            if slot.is_none_or(|b| {
+                crate::metrics::latest_order(&p.key(), &batch.points[b].key()).is_gt()
+            }) {
+                *slot = Some(i);
+            }
+        }
+        for (series, point) in batch.series.iter().zip(best) {
+            let Some(p) = point.map(|i| &batch.points[i]) else {
                 continue;
             };
             let extras = (p.extra > 0)
