@@ -111,7 +111,9 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 impl Store {
     /// Runs one SQL query over the store with the default [`QueryOptions`] and returns its
-    /// result. See the [module documentation](crate::query) for the tables.
+    /// result. Tables: `experiments`, `runs`, `params`, `tags`, `latest_metrics`, `metrics`,
+    /// `metric_series`, `datasets`, `inputs`, `input_tags`, `artifacts` (columns in the README's
+    /// "SQL" section).
     ///
     /// Blocks until the query is done (it runs on the store's own query threads, so this may be
     /// called from anywhere, including inside an async runtime; there, prefer `spawn_blocking`).

@@ -114,8 +114,9 @@ fn view_name(view: ViewType) -> &'static str {
 
 impl Store {
     /// Searches runs of some experiments with MLflow's filter and order grammar, one page at a
-    /// time. Served from the run index: the first search of an experiment builds it from the
-    /// catalog; later ones read columns only.
+    /// time. Served from the run index, which the store builds after opening
+    /// ([`StoreOptions::index_on_open`](crate::StoreOptions::index_on_open)) or else on an
+    /// experiment's first search, and keeps current with every write; a search reads columns only.
     ///
     /// ```
     /// # fn main() -> quiver_store::Result<()> {
