@@ -565,7 +565,7 @@ proptest! {
         page in 1usize..8,
         view in prop::sample::select(vec![ViewType::ActiveOnly, ViewType::DeletedOnly, ViewType::All]),
     ) {
-        let (_dir, store) = temp_store();
+        let (dir, store) = temp_store();
         let e1 = store.create_experiment("e1", None, &[]).unwrap();
         let exps = vec!["0".to_string(), e1];
         let all_exps = RunSearch {
@@ -615,6 +615,13 @@ proptest! {
             let want_ids: Vec<&str> = expected.iter().map(|r| r.info.run_id.as_str()).collect();
             prop_assert_eq!(got_ids, want_ids, "filter {:?} order {:?}", filter, order_by);
         }
+
+        // After a restart the index is built from the catalog (on open, in the background).
+        store.close().unwrap();
+        let store = Store::open_with(dir.path(), crate::manual_options()).unwrap();
+        let mut rebuilt = store.search_runs(&all_exps).unwrap().runs;
+        rebuilt.sort_by(|a, b| a.info.run_id.cmp(&b.info.run_id));
+        prop_assert_eq!(format!("{rebuilt:?}"), format!("{expected_all:?}"));
     }
 }
 
