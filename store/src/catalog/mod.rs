@@ -288,6 +288,65 @@ impl Catalog {
         }))
     }
 
+    /// Calls `f` with every run of experiment `id`, whole (as [`Catalog::run`] returns each), in
+    /// run id order. When the experiment holds a large share of the store's runs (rebuilding a
+    /// search index at 100k runs), each tree is read in one ordered pass, a merge join on the run
+    /// id, instead of four prefix scans per run.
+    pub(crate) fn for_each_run_of_experiment(
+        &self,
+        id: u64,
+        mut f: impl FnMut(Run) -> Result<()>,
+    ) -> Result<()> {
+        let ids = self.run_ids_of_experiment(id)?;
+        let total = self.runs_by_experiment.iter().count();
+        if ids.len() * 4 < total {
+            for run_id in ids {
+                if let Some(run) = self.run(&run_id)? {
+                    f(run)?;
+                }
+            }
+            return Ok(());
+        }
+        let mut params = Cursor::new(&self.params);
+        let mut tags = Cursor::new(&self.tags);
+        let mut metrics = Cursor::new(&self.latest_metrics);
+        let mut inputs = Cursor::new(&self.run_inputs);
+        for run_id in ids {
+            let Some(info) = self.run_info(&run_id)? else {
+                continue;
+            };
+            let prefix = run_prefix(&run_id);
+            let strip = |k: &[u8]| utf8(&k[prefix.len()..]);
+            let mut run = Run {
+                info,
+                metrics: Vec::new(),
+                params: Vec::new(),
+                tags: Vec::new(),
+                dataset_inputs: Vec::new(),
+            };
+            for (k, v) in params.take(&prefix)? {
+                run.params.push(Param::new(strip(&k), utf8(&v)));
+            }
+            for (k, v) in tags.take(&prefix)? {
+                run.tags.push(Tag::new(strip(&k), utf8(&v)));
+            }
+            for (_, v) in metrics.take(&prefix)? {
+                run.metrics.push(dec(&v)?);
+            }
+            for (k, v) in inputs.take(&prefix)? {
+                let (exp, input_tags): (u64, Vec<Tag>) = dec(&v)?;
+                if let Some(ds) = self.datasets.get(&exp_key(exp, &k[prefix.len()..]))? {
+                    run.dataset_inputs.push(DatasetInput {
+                        tags: input_tags,
+                        dataset: dec(&ds)?,
+                    });
+                }
+            }
+            f(run)?;
+        }
+        Ok(())
+    }
+
     /// The latest value of every metric of a run, by key.
     pub(crate) fn latest_metrics(&self, run_id: &str) -> Result<Vec<Metric>> {
         self.latest_metrics
@@ -678,5 +737,45 @@ impl Catalog {
             info.lifecycle_stage = stage;
             info.deleted_time = (stage == LifecycleStage::Deleted).then_some(time);
         })
+    }
+}
+
+/// An ordered pass over a tree keyed `run_id NUL key`, handing out one run's entries at a time.
+struct Cursor<I: Iterator<Item = Result<(kv::Value, kv::Value)>>> {
+    entries: std::iter::Peekable<I>,
+}
+
+impl Cursor<Box<dyn Iterator<Item = Result<(kv::Value, kv::Value)>>>> {
+    fn new(tree: &Tree) -> Self {
+        Cursor {
+            entries: (Box::new(tree.iter()) as Box<dyn Iterator<Item = _>>).peekable(),
+        }
+    }
+}
+
+impl<I: Iterator<Item = Result<(kv::Value, kv::Value)>>> Cursor<I> {
+    /// The entries under `prefix`, skipping those before it; run ids must be asked in order.
+    fn take(&mut self, prefix: &[u8]) -> Result<Vec<(kv::Value, kv::Value)>> {
+        let mut out = Vec::new();
+        loop {
+            let key = match self.entries.peek() {
+                None => return Ok(out),
+                Some(Err(_)) => {
+                    return Err(self
+                        .entries
+                        .next()
+                        .and_then(|e| e.err())
+                        .expect("peeked an error"))
+                }
+                Some(Ok((k, _))) => k,
+            };
+            if key.starts_with(prefix) {
+                out.push(self.entries.next().expect("peeked")?);
+            } else if key.as_ref() < prefix {
+                self.entries.next();
+            } else {
+                return Ok(out);
+            }
+        }
     }
 }

@@ -145,17 +145,15 @@ impl ExperimentIndex {
             experiment_id: id.to_string(),
             ..Default::default()
         };
-        for run_id in catalog.run_ids_of_experiment(id)? {
+        catalog.for_each_run_of_experiment(id, |run| {
             if cancelled() {
                 return Err(crate::error::Error::Internal(
                     "run index build cancelled".into(),
                 ));
             }
-            // A run is complete in the catalog once listed: its op was applied whole.
-            if let Some(run) = catalog.run(&run_id)? {
-                index.load(run);
-            }
-        }
+            index.load(run);
+            Ok(())
+        })?;
         Ok(index)
     }
 
