@@ -240,20 +240,8 @@ impl ExperimentIndex {
 
     fn apply_batch(&mut self, row: u32, batch: &LogBatch) {
         let rows = self.rows();
-        // The greatest point of each series in the batch (the first of equal ones, as the
-        // catalog picks), then one offer per series rather than one per point.
-        let mut best: Vec<Option<usize>> = vec![None; batch.series.len()];
-        for (i, p) in batch.points.iter().enumerate() {
-            let Some(slot) = best.get_mut(p.series as usize) else {
-                continue;
-            };
-            if slot.is_none_or(|b| {
-                crate::metrics::latest_order(&p.key(), &batch.points[b].key()).is_gt()
-            }) {
-                *slot = Some(i);
-            }
-        }
-        for (series, point) in batch.series.iter().zip(best) {
+        // One offer per series (its greatest point) rather than one per point.
+        for (series, point) in batch.series.iter().zip(latest_points(batch)) {
             let Some(p) = point.map(|i| &batch.points[i]) else {
                 continue;
             };
@@ -363,6 +351,44 @@ impl ExperimentIndex {
         }
         Ok(())
     }
+}
+
+/// For each series of `batch`, the index of its greatest point (the first of equal ones, as
+/// the catalog picks), if the batch has points of it.
+fn latest_points(batch: &LogBatch) -> Vec<Option<usize>> {
+    let mut best: Vec<Option<usize>> = vec![None; batch.series.len()];
+    for (i, p) in batch.points.iter().enumerate() {
+        let Some(slot) = best.get_mut(p.series as usize) else {
+            continue;
+        };
+        if slot
+            .is_none_or(|b| crate::metrics::latest_order(&p.key(), &batch.points[b].key()).is_gt())
+        {
+            *slot = Some(i);
+        }
+    }
+    best
+}
+
+/// `op` as the index needs it while a build is running: a metric batch reduced to the latest
+/// point of each series, so that heavy ingest during a build does not queue every point.
+fn reduced(op: &Op) -> Op {
+    let Op::LogBatch(batch) = op else {
+        return op.clone();
+    };
+    let points = latest_points(batch)
+        .into_iter()
+        .flatten()
+        .map(|i| batch.points[i])
+        .collect();
+    Op::LogBatch(Box::new(LogBatch {
+        run_id: batch.run_id.clone(),
+        series: batch.series.clone(),
+        points,
+        extras: batch.extras.clone(),
+        params: batch.params.clone(),
+        tags: batch.tags.clone(),
+    }))
 }
 
 /// The column of `key`, created empty if new.
@@ -518,7 +544,7 @@ impl RunIndex {
         };
         let mut state = slot.state.write().expect("run index lock");
         match &mut *state {
-            SlotState::Building(pending) => pending.push(op.clone()),
+            SlotState::Building(pending) => pending.push(reduced(op)),
             SlotState::Ready(index) => index.apply(op, catalog)?,
         }
         Ok(())
