@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+use crate::ops::PointExtras;
+
 /// The code of "no value" in a dense string column.
 const NONE: u32 = u32::MAX;
 
@@ -108,15 +110,7 @@ pub(crate) struct MetricCell {
     pub(crate) timestamp: i64,
     pub(crate) step: i64,
     /// Model and dataset of the point, when it has them (rare: boxed to keep cells small).
-    pub(crate) extras: Option<Box<MetricExtras>>,
-}
-
-/// The optional references of a metric point.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub(crate) struct MetricExtras {
-    pub(crate) model_id: Option<String>,
-    pub(crate) dataset_name: Option<String>,
-    pub(crate) dataset_digest: Option<String>,
+    pub(crate) extras: Option<Box<PointExtras>>,
 }
 
 /// The latest values of one metric key across the runs of an experiment.

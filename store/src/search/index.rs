@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use crate::catalog::Catalog;
 use crate::error::Result;
-use crate::ops::{LogBatch, Op};
-use crate::search::columns::{MetricCell, MetricColumn, MetricExtras, StrColumn};
+use crate::ops::{LogBatch, Op, PointExtras};
+use crate::search::columns::{MetricCell, MetricColumn, StrColumn};
 use crate::types::{
     Dataset, DatasetInput, LifecycleStage, Metric, Param, Run, RunInfo, RunStatus, Tag,
 };
@@ -165,7 +165,7 @@ impl ExperimentIndex {
             let extras =
                 (m.model_id.is_some() || m.dataset_name.is_some() || m.dataset_digest.is_some())
                     .then(|| {
-                        Box::new(MetricExtras {
+                        Box::new(PointExtras {
                             model_id: m.model_id,
                             dataset_name: m.dataset_name,
                             dataset_digest: m.dataset_digest,
@@ -248,13 +248,7 @@ impl ExperimentIndex {
             let extras = (p.extra > 0)
                 .then(|| batch.extras.get(p.extra as usize - 1))
                 .flatten()
-                .map(|e| {
-                    Box::new(MetricExtras {
-                        model_id: e.model_id.clone(),
-                        dataset_name: e.dataset_name.clone(),
-                        dataset_digest: e.dataset_digest.clone(),
-                    })
-                });
+                .map(|e| Box::new(e.clone()));
             let cell = MetricCell {
                 value: p.value,
                 timestamp: p.timestamp,
