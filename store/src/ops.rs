@@ -6,7 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::models::{
+    DeploymentRecord, LoggedModelRecord, ModelVersionRecord, RegisteredModelRecord,
+};
 use crate::error::{Error, Result};
+use crate::model_types::{ModelOutput, RegistryEvent};
 use crate::types::{ArtifactEntry, DatasetInput, LifecycleStage, Param, RunInfo, RunStatus, Tag};
 
 /// One logged mutation.
@@ -61,6 +65,96 @@ pub(crate) enum Op {
     PutArtifact(ArtifactEntry),
     /// Remove an artifact file, or every file under a directory.
     DeleteArtifacts { path: String },
+    /// Create or change a logged model. New variants go last: the log stores the variant index.
+    LoggedModel(Box<LoggedModelChange>),
+    /// Record logged models a run used and produced.
+    RunModels {
+        run_id: String,
+        inputs: Vec<String>,
+        outputs: Vec<ModelOutput>,
+    },
+    /// Changes of the model registry or of deployments, with the events that record them.
+    Registry {
+        changes: Vec<RegistryChange>,
+        events: Vec<EventRecord>,
+    },
+}
+
+/// The payload of [`Op::LoggedModel`]: upserts of its record, tags and params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct LoggedModelChange {
+    pub(crate) model_id: String,
+    /// The model's record as it is after the change.
+    pub(crate) record: LoggedModelRecord,
+    pub(crate) set_tags: Vec<Tag>,
+    pub(crate) delete_tags: Vec<String>,
+    pub(crate) params: Vec<Param>,
+}
+
+/// One change of the registry. Records are carried whole, as they are after the change, so
+/// that applying is a put or a delete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum RegistryChange {
+    /// Create or change (rename, describe, touch) registered model `id`.
+    PutModel {
+        id: u64,
+        record: RegisteredModelRecord,
+    },
+    /// Delete a registered model with its versions, tags and aliases.
+    DeleteModel {
+        id: u64,
+    },
+    PutModelTag {
+        id: u64,
+        tag: Tag,
+    },
+    DeleteModelTag {
+        id: u64,
+        key: String,
+    },
+    PutVersion {
+        id: u64,
+        version: u64,
+        record: ModelVersionRecord,
+    },
+    /// Delete a version with its tags and the aliases pointing at it.
+    DeleteVersion {
+        id: u64,
+        version: u64,
+    },
+    PutVersionTag {
+        id: u64,
+        version: u64,
+        tag: Tag,
+    },
+    DeleteVersionTag {
+        id: u64,
+        version: u64,
+        key: String,
+    },
+    PutAlias {
+        id: u64,
+        alias: String,
+        version: u64,
+    },
+    DeleteAlias {
+        id: u64,
+        alias: String,
+    },
+    PutDeployment {
+        name: String,
+        record: DeploymentRecord,
+    },
+    DeleteDeployment {
+        name: String,
+    },
+}
+
+/// A registry event and the registered model (by internal id) it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EventRecord {
+    pub(crate) model: u64,
+    pub(crate) event: RegistryEvent,
 }
 
 /// The payload of [`Op::LogBatch`].

@@ -254,6 +254,10 @@ pub struct Run {
     pub tags: Vec<Tag>,
     /// Datasets the run used.
     pub dataset_inputs: Vec<DatasetInput>,
+    /// Logged models the run used, by id.
+    pub model_inputs: Vec<String>,
+    /// Logged models the run produced.
+    pub model_outputs: Vec<crate::model_types::ModelOutput>,
 }
 
 /// What a new run starts with.

@@ -29,6 +29,21 @@ pub(crate) const TREES: &[&str] = &[
     "datasets",
     "run_inputs",
     "artifacts",
+    "logged_models",
+    "logged_models_by_experiment",
+    "logged_model_tags",
+    "logged_model_params",
+    "logged_model_metrics",
+    "run_model_inputs",
+    "run_model_outputs",
+    "registered_models",
+    "registered_model_names",
+    "registered_model_tags",
+    "model_versions",
+    "model_version_tags",
+    "model_aliases",
+    "deployments",
+    "registry_events",
 ];
 
 /// An open key-value database.

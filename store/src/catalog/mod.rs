@@ -10,6 +10,7 @@
 
 pub(crate) mod checkpoint;
 pub(crate) mod kv;
+pub(crate) mod models;
 
 use std::path::Path;
 
@@ -59,6 +60,8 @@ pub(crate) struct Catalog {
     datasets: Tree,
     run_inputs: Tree,
     artifacts: Tree,
+    /// Logged models, the registry and deployments.
+    pub(crate) models: models::ModelTrees,
 }
 
 fn enc<T: Serialize>(v: &T) -> Vec<u8> {
@@ -152,6 +155,7 @@ impl Catalog {
             datasets: t("datasets")?,
             run_inputs: t("run_inputs")?,
             artifacts: t("artifacts")?,
+            models: models::ModelTrees::open(&kv)?,
             kv,
         })
     }
@@ -285,6 +289,8 @@ impl Catalog {
             params,
             tags,
             dataset_inputs,
+            model_inputs: self.models.run_model_inputs(run_id)?,
+            model_outputs: self.models.run_model_outputs(run_id)?,
         }))
     }
 
@@ -323,6 +329,8 @@ impl Catalog {
                 params: Vec::new(),
                 tags: Vec::new(),
                 dataset_inputs: Vec::new(),
+                model_inputs: self.models.run_model_inputs(&run_id)?,
+                model_outputs: self.models.run_model_outputs(&run_id)?,
             };
             for (k, v) in params.take(&prefix)? {
                 run.params.push(Param::new(strip(&k), utf8(&v)));
@@ -649,6 +657,13 @@ impl Catalog {
                     self.artifacts.remove(&k)?;
                 }
             }
+            Op::LoggedModel(change) => self.models.apply_logged_model(change)?,
+            Op::RunModels {
+                run_id,
+                inputs,
+                outputs,
+            } => self.models.apply_run_models(run_id, inputs, outputs)?,
+            Op::Registry { changes, events } => self.models.apply_registry(changes, events)?,
         }
         Ok(())
     }
@@ -695,6 +710,22 @@ impl Catalog {
                     dataset_digest: extra.and_then(|e| e.dataset_digest.clone()),
                 };
                 self.latest_metrics.insert(run_key(run_id, key), enc(&m))?;
+            }
+        }
+        // Points logged against a logged model also update that model's metrics.
+        for p in batch.points.iter().filter(|p| p.extra > 0) {
+            let extra = &batch.extras[p.extra as usize - 1];
+            if extra.model_id.is_some() {
+                let m = Metric {
+                    key: batch.series[p.series as usize].key.clone(),
+                    value: p.value,
+                    timestamp: p.timestamp,
+                    step: p.step,
+                    model_id: extra.model_id.clone(),
+                    dataset_name: extra.dataset_name.clone(),
+                    dataset_digest: extra.dataset_digest.clone(),
+                };
+                self.models.offer_model_metric(run_id, &m)?;
             }
         }
         for p in &batch.params {

@@ -20,6 +20,13 @@
 //! | `input_tags`     | run_id, dataset_name, dataset_digest, key, value |
 //! | `metric_series`  | series_id, run_id, key |
 //! | `artifacts`      | path, digest, size |
+//! | `logged_models`  | model_id, experiment_id, name, status, model_type, source_run_id, artifact_uri, creation_time, last_updated_time, lifecycle_stage |
+//! | `logged_model_params`, `logged_model_tags` | model_id, key, value |
+//! | `registered_models` | name, description, user_id, creation_time, last_updated_time |
+//! | `model_versions` | name, version, stage, description, source, run_id, model_id, run_link, user_id, creation_time, last_updated_time |
+//! | `model_aliases`  | name, alias, version |
+//! | `deployments`    | name, model_name, version, alias, resolved_version, target, description, user_id, creation_time |
+//! | `registry_events`| seq, time, user_id, action, model_name, version, key, before, after |
 //! | `metrics`        | run_id, experiment_id, key, step, timestamp, value, model_id, dataset_name, dataset_digest, series_id |
 //!
 //! `datasets` has one row per dataset and experiment (MLflow deduplicates them by name and digest
@@ -51,6 +58,7 @@
 //! instead of growing without bound.
 
 mod metrics;
+mod model_tables;
 mod tables;
 
 use std::sync::{Arc, OnceLock};

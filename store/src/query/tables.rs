@@ -28,7 +28,8 @@ use crate::error::Result;
 use crate::store::Inner;
 use crate::types::{DatasetInput, ViewType};
 
-type Build = fn(&Catalog) -> Result<Vec<ArrayRef>>;
+/// Builds a table's columns from the catalog.
+pub(super) type Build = fn(&Catalog) -> Result<Vec<ArrayRef>>;
 
 /// A table read from the catalog when scanned.
 #[derive(Debug)]
@@ -63,23 +64,23 @@ impl TableProvider for CatalogTable {
     }
 }
 
-fn utf8(name: &str) -> Field {
+pub(super) fn utf8(name: &str) -> Field {
     Field::new(name, DataType::Utf8, false)
 }
 
-fn int64(name: &str, nullable: bool) -> Field {
+pub(super) fn int64(name: &str, nullable: bool) -> Field {
     Field::new(name, DataType::Int64, nullable)
 }
 
-fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
+pub(super) fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(values))
 }
 
-fn ints(values: impl Iterator<Item = i64>) -> ArrayRef {
+pub(super) fn ints(values: impl Iterator<Item = i64>) -> ArrayRef {
     Arc::new(Int64Array::from_iter_values(values))
 }
 
-fn optional_strings<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+pub(super) fn optional_strings<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
     Arc::new(StringArray::from_iter(values))
 }
 
@@ -188,7 +189,7 @@ pub(super) fn register(ctx: &SessionContext, inner: &Arc<Inner>) -> DfResult<()>
             artifacts,
         ),
     ];
-    for (name, fields, build) in tables {
+    for (name, fields, build) in tables.into_iter().chain(super::model_tables::tables()) {
         let table = CatalogTable {
             schema: Arc::new(Schema::new(fields)),
             build,

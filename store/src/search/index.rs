@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use crate::catalog::Catalog;
 use crate::error::Result;
+use crate::model_types::ModelOutput;
 use crate::ops::{LogBatch, Op, PointExtras};
 use crate::search::columns::{MetricCell, MetricColumn, StrColumn};
 use crate::types::{
@@ -51,6 +52,15 @@ pub(crate) struct ExperimentIndex {
     /// Datasets of the experiment, first description kept (as the catalog does).
     datasets: HashMap<(String, String), Arc<Dataset>>,
     pub(crate) inputs: HashMap<u32, RunInputs>,
+    /// Logged models used and produced, for the few runs that have any.
+    models: HashMap<u32, RunModels>,
+}
+
+/// The logged models a run used (by id) and produced (id → step).
+#[derive(Debug, Default)]
+struct RunModels {
+    inputs: std::collections::BTreeSet<String>,
+    outputs: BTreeMap<String, i64>,
 }
 
 impl ExperimentIndex {
@@ -129,12 +139,27 @@ impl ExperimentIndex {
                 })
             })
             .collect();
+        let models = self.models.get(&row);
         Run {
             info,
             metrics,
             params,
             tags,
             dataset_inputs,
+            model_inputs: models
+                .map(|m| m.inputs.iter().cloned().collect())
+                .unwrap_or_default(),
+            model_outputs: models
+                .map(|m| {
+                    m.outputs
+                        .iter()
+                        .map(|(id, step)| ModelOutput {
+                            model_id: id.clone(),
+                            step: *step,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -187,6 +212,19 @@ impl ExperimentIndex {
         }
         for input in run.dataset_inputs {
             self.add_input(row, &input);
+        }
+        self.add_models(row, &run.model_inputs, &run.model_outputs);
+    }
+
+    /// Records logged models `row` used and produced.
+    fn add_models(&mut self, row: u32, inputs: &[String], outputs: &[ModelOutput]) {
+        if inputs.is_empty() && outputs.is_empty() {
+            return;
+        }
+        let m = self.models.entry(row).or_default();
+        m.inputs.extend(inputs.iter().cloned());
+        for o in outputs {
+            m.outputs.insert(o.model_id.clone(), o.step);
         }
     }
 
@@ -336,12 +374,23 @@ impl ExperimentIndex {
                     }
                 }
             }
+            Op::RunModels {
+                run_id,
+                inputs,
+                outputs,
+            } => {
+                if let Some(row) = row_of(self, run_id) {
+                    self.add_models(row, inputs, outputs);
+                }
+            }
             Op::CreateExperiment { .. }
             | Op::RenameExperiment { .. }
             | Op::SetExperimentTag { .. }
             | Op::DeleteExperimentTag { .. }
             | Op::PutArtifact(_)
-            | Op::DeleteArtifacts { .. } => {}
+            | Op::DeleteArtifacts { .. }
+            | Op::LoggedModel(_)
+            | Op::Registry { .. } => {}
         }
         Ok(())
     }
@@ -524,14 +573,17 @@ impl RunIndex {
             Op::LogInputs { experiment_id, .. } => Some(*experiment_id),
             Op::UpdateRun { run_id, .. }
             | Op::SetRunStage { run_id, .. }
-            | Op::DeleteRunTag { run_id, .. } => experiment_of(catalog, run_id)?,
+            | Op::DeleteRunTag { run_id, .. }
+            | Op::RunModels { run_id, .. } => experiment_of(catalog, run_id)?,
             Op::LogBatch(batch) => experiment_of(catalog, &batch.run_id)?,
             Op::CreateExperiment { .. }
             | Op::RenameExperiment { .. }
             | Op::SetExperimentTag { .. }
             | Op::DeleteExperimentTag { .. }
             | Op::PutArtifact(_)
-            | Op::DeleteArtifacts { .. } => None,
+            | Op::DeleteArtifacts { .. }
+            | Op::LoggedModel(_)
+            | Op::Registry { .. } => None,
         };
         let Some(slot) = experiment.and_then(|e| slots.get(&e)) else {
             return Ok(());

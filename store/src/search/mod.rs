@@ -11,6 +11,8 @@ mod columns;
 mod experiments;
 pub(crate) mod grammar;
 pub(crate) mod index;
+pub(crate) mod logged_models;
+pub(crate) mod registry;
 mod runs;
 mod token;
 

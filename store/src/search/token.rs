@@ -150,6 +150,49 @@ pub(crate) fn decode(
     Ok(Some(token.k))
 }
 
+/// Gives a sort-key closure the signature [`keyset_page`] needs (its result borrows from its
+/// argument, which closures cannot say on their own).
+pub(crate) fn sort_key<T, F>(f: F) -> F
+where
+    F: for<'a> Fn(&'a T) -> Vec<Option<SortValue<'a>>>,
+{
+    f
+}
+
+/// One page of `items` in the order of `key` under `ascending`, after the key `after` resumes
+/// from: the page and the token of the next one (`None` on the last page). For the searches over
+/// small collections (experiments, registry, logged models), whose items are all in hand.
+pub(crate) fn keyset_page<T>(
+    items: Vec<T>,
+    key: impl for<'a> Fn(&'a T) -> Vec<Option<SortValue<'a>>>,
+    ascending: &[bool],
+    fingerprint: &str,
+    after: Option<&[Option<OwnedValue>]>,
+    max_results: usize,
+) -> (Vec<T>, Option<String>) {
+    let mut found: Vec<T> = items
+        .into_iter()
+        .filter(|item| {
+            after.is_none_or(|a| {
+                compare_keys(
+                    key(item),
+                    a.iter().map(|v| v.as_ref().map(OwnedValue::as_sort)),
+                    ascending,
+                )
+                .is_gt()
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| compare_keys(key(a), key(b), ascending));
+    let more = found.len() > max_results;
+    found.truncate(max_results);
+    let next = match found.last() {
+        Some(last) if more => Some(encode(fingerprint, &key(last))),
+        _ => None,
+    };
+    (found, next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

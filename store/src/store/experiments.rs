@@ -110,7 +110,8 @@ impl Store {
         })
     }
 
-    /// Marks an experiment and all its runs deleted.
+    /// Marks an experiment and all its runs deleted. Refused ([`Error::InvalidState`]) while a
+    /// deployment serves a model version one of its runs produced.
     pub fn delete_experiment(&self, experiment_id: &str) -> Result<()> {
         self.set_experiment_stage(experiment_id, LifecycleStage::Deleted)
     }
@@ -129,6 +130,15 @@ impl Store {
                 return Err(Error::InvalidParameter(format!(
                     "Cannot restore an active experiment. Experiment {experiment_id} is already active."
                 )));
+            }
+            if stage == LifecycleStage::Deleted {
+                let runs: std::collections::HashSet<String> =
+                    cat.run_ids_of_experiment(id)?.into_iter().collect();
+                super::deployments::guard(
+                    cat,
+                    |_, served| served.is_some_and(|(_, v)| runs.contains(&v.run_id)),
+                    || format!("experiment '{experiment_id}'"),
+                )?;
             }
             Ok((Some(Op::SetExperimentStage { id, stage, time }), ()))
         })

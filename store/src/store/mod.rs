@@ -20,10 +20,14 @@
 //! durable; if the fsync fails the store refuses every later write ([`Error::Poisoned`]).
 
 mod artifacts;
+mod deployments;
 mod experiments;
+pub(crate) mod logged_models;
 mod maintenance;
 mod metrics;
+mod model_versions;
 mod recovery;
+pub(crate) mod registry;
 mod runs;
 
 use std::path::{Path, PathBuf};

@@ -42,7 +42,7 @@ pub(super) fn checked_tag(tag: &Tag) -> Result<Tag> {
 }
 
 /// A readable random run name in MLflow's style (`adjective-noun-123`).
-fn generate_run_name() -> String {
+pub(super) fn generate_run_name() -> String {
     const ADJECTIVES: &[&str] = &[
         "able", "bold", "brave", "bright", "calm", "clever", "crisp", "daring", "eager", "fair",
         "gentle", "glad", "grand", "happy", "keen", "kind", "lively", "lucky", "merry", "nimble",
@@ -143,6 +143,9 @@ impl Store {
     }
 
     /// Marks a run deleted.
+    ///
+    /// Refused ([`Error::InvalidState`]) while a deployment serves a model version the run
+    /// produced.
     pub fn delete_run(&self, run_id: &str) -> Result<()> {
         self.set_run_stage(run_id, LifecycleStage::Deleted)
     }
@@ -157,6 +160,13 @@ impl Store {
         let time = now_ms();
         self.inner.commit(|cat| {
             cat.run_info(run_id)?.ok_or_else(|| run_not_found(run_id))?;
+            if stage == LifecycleStage::Deleted {
+                super::deployments::guard(
+                    cat,
+                    |_, served| served.is_some_and(|(_, v)| v.run_id == run_id),
+                    || format!("run '{run_id}'"),
+                )?;
+            }
             let op = Op::SetRunStage {
                 run_id: run_id.to_string(),
                 stage,

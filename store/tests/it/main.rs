@@ -4,6 +4,7 @@ mod api;
 mod artifacts;
 mod crash;
 mod metrics;
+mod models;
 mod props;
 mod recovery;
 mod search;

@@ -1,0 +1,300 @@
+//! `registered-models/search` and `model-versions/search`: MLflow's filter grammar over the
+//! registry, which holds thousands of models at most, so a search reads them all.
+//!
+//! MLflow's client adds `` tag.`mlflow.prompt.is_prompt` != 'true' `` to every registered-model
+//! search (prompts are stored as registered models); MLflow evaluates that one clause as an
+//! anti-join, so it matches models without the tag. Here too: `!=` on that tag passes when the
+//! tag is missing, while `!=` on other tags needs the tag, as in MLflow.
+
+use super::grammar::{self, Clause, Comparator, Entity, Test, NUMERIC_OPS, STRING_LIST_OPS};
+use super::token::{self, SortValue};
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::model_types::{
+    ModelVersion, ModelVersionPage, RegisteredModel, RegisteredModelPage, RegistrySearch,
+};
+use crate::store::registry::{render_model, render_version};
+use crate::types::Tag;
+
+/// The tag that marks a registered model as a prompt.
+const PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
+/// Most registered models one page may hold.
+pub(crate) const MAX_MODELS_PER_PAGE: usize = 1000;
+/// Most model versions one page may hold.
+pub(crate) const MAX_VERSIONS_PER_PAGE: usize = 200_000;
+
+const TAG_OPS: &[Comparator] = &[
+    Comparator::Eq,
+    Comparator::Ne,
+    Comparator::Like,
+    Comparator::ILike,
+];
+
+/// A field of a registered model or model version that filters and orders name.
+#[derive(Debug, Clone, PartialEq)]
+enum Field {
+    Name,
+    RunId,
+    Source,
+    Version,
+    Created,
+    Updated,
+    Tag(String),
+}
+
+fn check_max_results(n: usize, max: usize) -> Result<()> {
+    if n == 0 || n > max {
+        return Err(Error::InvalidParameter(format!(
+            "Invalid value {n} for parameter 'max_results' supplied. It must be between 1 and \
+             {max}."
+        )));
+    }
+    Ok(())
+}
+
+fn check_prefix(c: &Clause) -> Result<()> {
+    match c.prefix.as_deref() {
+        None | Some("attribute" | "attributes" | "tag" | "tags") => Ok(()),
+        Some(p) => Err(Error::InvalidParameter(format!(
+            "Invalid entity type '{p}'. Valid entity types are ('attribute', 'tag', 'tags')"
+        ))),
+    }
+}
+
+/// A compiled filter and order of one of the two searches.
+struct Query {
+    tests: Vec<(Field, Test)>,
+    order: Vec<(Field, bool)>,
+}
+
+impl Query {
+    fn new(
+        filter: &str,
+        order_by: &[String],
+        attribute: impl Fn(&Clause) -> Result<(Field, Test)>,
+        order_field: impl Fn(&str) -> Result<Field>,
+        default_order: &[(Field, bool)],
+    ) -> Result<Query> {
+        let mut tests = Vec::new();
+        for c in grammar::parse_filter(filter)? {
+            check_prefix(&c)?;
+            tests.push(match c.entity {
+                Entity::Tag => (Field::Tag(c.key.clone()), Test::string(&c, TAG_OPS)?),
+                Entity::Attribute => attribute(&c)?,
+                other => {
+                    return Err(Error::InvalidParameter(format!(
+                        "Invalid entity type '{}'. Valid values are ['attribute', 'tag']",
+                        other.name()
+                    )))
+                }
+            });
+        }
+        let mut order = Vec::new();
+        for clause in order_by {
+            let o = grammar::parse_order_by(clause)?;
+            if o.entity != Entity::Attribute {
+                return Err(Error::InvalidParameter(format!(
+                    "Invalid order_by entity type '{}'. Only attributes can be ordered by",
+                    o.entity.name()
+                )));
+            }
+            order.push((order_field(&o.key)?, o.ascending));
+        }
+        for (field, asc) in default_order {
+            if !order.iter().any(|(f, _)| f == field) {
+                order.push((field.clone(), *asc));
+            }
+        }
+        Ok(Query { tests, order })
+    }
+
+    fn directions(&self) -> Vec<bool> {
+        self.order.iter().map(|(_, asc)| *asc).collect()
+    }
+}
+
+fn tag_passes(test: &Test, key: &str, tags: &[Tag]) -> bool {
+    let value = tags.iter().find(|t| t.key == key).map(|t| t.value.as_str());
+    match (value, test) {
+        (None, Test::Str(Comparator::Ne, _)) if key == PROMPT_TAG => true,
+        _ => test.on_str(value),
+    }
+}
+
+fn timestamp_field(key: &str) -> Option<Field> {
+    match key {
+        "creation_timestamp" => Some(Field::Created),
+        "last_updated_timestamp" | "timestamp" => Some(Field::Updated),
+        _ => None,
+    }
+}
+
+fn fingerprint(kind: &str, req: &RegistrySearch) -> String {
+    token::fingerprint(&[kind, &req.filter, &req.order_by.join("\u{0}")])
+}
+
+/// Searches registered models.
+pub(crate) fn search_models(cat: &Catalog, req: &RegistrySearch) -> Result<RegisteredModelPage> {
+    check_max_results(req.max_results, MAX_MODELS_PER_PAGE)?;
+    let attribute = |c: &Clause| -> Result<(Field, Test)> {
+        if c.key != "name" {
+            return Err(Error::InvalidParameter(format!(
+                "Invalid attribute key '{}' specified. Valid keys are '{{'name'}}'",
+                c.key
+            )));
+        }
+        Ok((Field::Name, Test::string(c, STRING_LIST_OPS)?))
+    };
+    let order_field = |key: &str| -> Result<Field> {
+        match key {
+            "name" => Ok(Field::Name),
+            k => timestamp_field(k).ok_or_else(|| {
+                Error::InvalidParameter(format!(
+                    "Invalid order by key '{k}' specified. Valid keys are 'name', \
+                     'creation_timestamp', 'last_updated_timestamp', 'timestamp'"
+                ))
+            }),
+        }
+    };
+    let query = Query::new(
+        &req.filter,
+        &req.order_by,
+        attribute,
+        order_field,
+        &[(Field::Name, true)],
+    )?;
+    let fp = fingerprint("registered_models", req);
+    let after = token::decode(req.page_token.as_deref(), &fp, query.order.len())?;
+    let mut models: Vec<RegisteredModel> = Vec::new();
+    for (id, rec) in cat.models.registered_models()? {
+        let tags = cat.models.registered_model_tags(id)?;
+        let passes = query.tests.iter().all(|(field, test)| match field {
+            Field::Name => test.on_str(Some(&rec.name)),
+            Field::Tag(k) => tag_passes(test, k, &tags),
+            _ => false,
+        });
+        if passes {
+            models.push(render_model(cat, id, rec)?);
+        }
+    }
+    let key = token::sort_key(|m: &RegisteredModel| {
+        query
+            .order
+            .iter()
+            .map(|(f, _)| match f {
+                Field::Created => Some(SortValue::Num(m.creation_timestamp as f64)),
+                Field::Updated => Some(SortValue::Num(m.last_updated_timestamp as f64)),
+                _ => Some(SortValue::Str(&m.name)),
+            })
+            .collect()
+    });
+    let (page, next) = token::keyset_page(
+        models,
+        key,
+        &query.directions(),
+        &fp,
+        after.as_deref(),
+        req.max_results,
+    );
+    Ok(RegisteredModelPage {
+        registered_models: page,
+        next_page_token: next,
+    })
+}
+
+/// Searches model versions.
+pub(crate) fn search_versions(cat: &Catalog, req: &RegistrySearch) -> Result<ModelVersionPage> {
+    check_max_results(req.max_results, MAX_VERSIONS_PER_PAGE)?;
+    let attribute = |c: &Clause| -> Result<(Field, Test)> {
+        Ok(match c.key.as_str() {
+            "name" => (Field::Name, Test::string(c, STRING_LIST_OPS)?),
+            "run_id" => (Field::RunId, Test::string(c, STRING_LIST_OPS)?),
+            "source_path" => (Field::Source, Test::string(c, STRING_LIST_OPS)?),
+            "version_number" => (Field::Version, Test::number(c, NUMERIC_OPS)?),
+            k => {
+                return Err(Error::InvalidParameter(format!(
+                    "Invalid attribute key '{k}' specified. Valid keys are '{{'name', \
+                     'run_id', 'source_path', 'version_number'}}'"
+                )))
+            }
+        })
+    };
+    let order_field = |key: &str| -> Result<Field> {
+        match key {
+            "name" => Ok(Field::Name),
+            "version_number" => Ok(Field::Version),
+            k => timestamp_field(k).ok_or_else(|| {
+                Error::InvalidParameter(format!(
+                    "Invalid order by key '{k}' specified. Valid keys are 'name', \
+                     'version_number', 'creation_timestamp', 'last_updated_timestamp', \
+                     'timestamp'"
+                ))
+            }),
+        }
+    };
+    let query = Query::new(
+        &req.filter,
+        &req.order_by,
+        attribute,
+        order_field,
+        &[(Field::Name, true), (Field::Version, false)],
+    )?;
+    let fp = fingerprint("model_versions", req);
+    let after = token::decode(req.page_token.as_deref(), &fp, query.order.len())?;
+    let mut names = std::collections::HashMap::new();
+    let mut versions: Vec<ModelVersion> = Vec::new();
+    for (id, v, rec) in cat.models.all_versions()? {
+        let name = match names.get(&id) {
+            Some(n) => String::clone(n),
+            None => {
+                let n = cat
+                    .models
+                    .registered_model(id)?
+                    .map(|r| r.name)
+                    .unwrap_or_default();
+                names.insert(id, n.clone());
+                n
+            }
+        };
+        let tags = cat.models.version_tags(id, v)?;
+        let passes = query.tests.iter().all(|(field, test)| match field {
+            Field::Name => test.on_str(Some(&name)),
+            Field::RunId => test.on_str(Some(&rec.run_id)),
+            Field::Source => test.on_str(Some(&rec.source)),
+            Field::Version => test.on_num(Some(v as f64)),
+            Field::Tag(k) => tag_passes(test, k, &tags),
+            _ => false,
+        });
+        if passes {
+            versions.push(render_version(cat, id, &name, v, rec)?);
+        }
+    }
+    let key = token::sort_key(|m: &ModelVersion| {
+        query
+            .order
+            .iter()
+            .map(|(f, _)| match f {
+                Field::Version => m
+                    .version
+                    .parse::<u64>()
+                    .ok()
+                    .map(|v| SortValue::Num(v as f64)),
+                Field::Created => Some(SortValue::Num(m.creation_timestamp as f64)),
+                Field::Updated => Some(SortValue::Num(m.last_updated_timestamp as f64)),
+                _ => Some(SortValue::Str(&m.name)),
+            })
+            .collect()
+    });
+    let (page, next) = token::keyset_page(
+        versions,
+        key,
+        &query.directions(),
+        &fp,
+        after.as_deref(),
+        req.max_results,
+    );
+    Ok(ModelVersionPage {
+        model_versions: page,
+        next_page_token: next,
+    })
+}
