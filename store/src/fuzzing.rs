@@ -47,15 +47,18 @@ pub fn artifact_path(path: &str) -> bool {
     }
 }
 
-/// Parses a search filter and an `order_by` clause as runs and experiments searches do; what
-/// parses must also compile into a query (errors are fine, panics are not).
+/// Parses a search filter and an `order_by` clause as the runs, experiments, registry and
+/// logged-model searches do; what parses must also compile into a query (errors are fine, panics
+/// are not).
 pub fn search_filter(text: &str) -> bool {
     use crate::types::ViewType;
     let filter_ok = crate::search::grammar::parse_filter(text).is_ok();
     let runs = crate::search::fuzz_compile_runs(text, ViewType::All);
     let experiments = crate::search::fuzz_compile_experiments(text);
+    let registry = crate::search::registry::fuzz_compile(text);
+    let logged_models = crate::search::logged_models::fuzz_compile(text);
     let _ = crate::search::grammar::parse_order_by(text);
     // Compiling needs a parse first.
-    assert!(filter_ok || (!runs && !experiments));
+    assert!(filter_ok || (!runs && !experiments && !registry && !logged_models));
     filter_ok
 }

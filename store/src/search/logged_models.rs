@@ -173,6 +173,18 @@ fn sort_value<'a>(m: &'a LoggedModel, part: &OrderPart) -> Option<SortValue<'a>>
     })
 }
 
+/// Whether `filter` compiles as a logged-model search (and as an order field, not panicking).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_compile(filter: &str) -> bool {
+    let _ = order_part(&LoggedModelOrder {
+        field_name: filter.to_string(),
+        ..Default::default()
+    });
+    grammar::parse_filter(filter)
+        .and_then(|clauses| clauses.iter().map(clause_test).collect::<Result<Vec<_>>>())
+        .is_ok()
+}
+
 /// Searches logged models.
 pub(crate) fn search(cat: &Catalog, req: &LoggedModelSearch) -> Result<LoggedModelPage> {
     if req.max_results == 0 || req.max_results > super::SEARCH_MAX_RESULTS {

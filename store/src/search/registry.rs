@@ -133,6 +133,24 @@ fn fingerprint(kind: &str, req: &RegistrySearch) -> String {
     token::fingerprint(&[kind, &req.filter, &req.order_by.join("\u{0}")])
 }
 
+/// Whether `filter` compiles as a registered-model search (and `filter` as an order_by clause
+/// does not panic).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_compile(filter: &str) -> bool {
+    let cat_free = |f: &str, order: &[String]| {
+        Query::new(
+            f,
+            order,
+            |c| Ok((Field::Name, Test::string(c, STRING_LIST_OPS)?)),
+            |k| timestamp_field(k).ok_or_else(|| Error::InvalidParameter(k.to_string())),
+            &[(Field::Name, true)],
+        )
+        .is_ok()
+    };
+    let _ = cat_free("", &[filter.to_string()]);
+    cat_free(filter, &[])
+}
+
 /// Searches registered models.
 pub(crate) fn search_models(cat: &Catalog, req: &RegistrySearch) -> Result<RegisteredModelPage> {
     check_max_results(req.max_results, MAX_MODELS_PER_PAGE)?;

@@ -56,6 +56,10 @@ fn crash_child_entry() {
 /// Logs batches to a new run until killed, printing one line per acknowledged write.
 fn write_forever(store: &Store) {
     let run = store.create_run(CreateRun::default()).unwrap().info.run_id;
+    let model = format!("model-{run}");
+    store
+        .create_registered_model(&model, &[], None, "crash")
+        .unwrap();
     println!("ACK RUN {run}");
     for b in 0i64.. {
         let key = format!("m{}", b % KEYS);
@@ -77,6 +81,19 @@ fn write_forever(store: &Store) {
             let path = format!("0/{run}/artifacts/f{b}");
             store
                 .put_artifact(&path, &*b.to_string().into_bytes())
+                .unwrap();
+        }
+        if b % 20 == 0 {
+            // Registry writes: a version and a stage change (which archives the previous one).
+            let req = CreateModelVersion {
+                name: model.clone(),
+                source: format!("runs:/{run}/b{b}"),
+                run_id: Some(run.clone()),
+                ..Default::default()
+            };
+            let v = store.create_model_version(&req, "crash").unwrap();
+            store
+                .transition_model_version_stage(&model, &v.version, "Staging", true, "crash")
                 .unwrap();
         }
         println!("ACK {run} {b}");
@@ -196,6 +213,37 @@ fn verify_run(store: &Store, run: &str, last: i64) {
             assert_eq!(&*bytes, b.to_string().as_bytes());
         }
     }
+    // Registry: the model exists; every acknowledged version is there; every version has its
+    // creation event and no event outlives its change (both are one op).
+    let model = format!("model-{run}");
+    store
+        .get_registered_model(&model)
+        .unwrap_or_else(|e| panic!("registered model of run {run} lost: {e}"));
+    let versions = store
+        .search_model_versions(&RegistrySearch {
+            filter: format!("name = '{model}'"),
+            max_results: 100_000,
+            ..Default::default()
+        })
+        .unwrap()
+        .model_versions;
+    for b in (0..=last).filter(|b| b % 20 == 0) {
+        let source = format!("runs:/{run}/b{b}");
+        assert!(
+            versions.iter().any(|v| v.source == source),
+            "acknowledged model version of batch {b} of run {run} lost"
+        );
+    }
+    let events = store.registry_events(Some(&model)).unwrap();
+    let created = events
+        .iter()
+        .filter(|e| e.action == "create_model_version")
+        .count();
+    assert_eq!(
+        created,
+        versions.len(),
+        "versions and their events of {model}"
+    );
     // Batches are contiguous: nothing after a gap.
     let max = batches_present.iter().max().copied().unwrap_or(-1);
     assert_eq!(
