@@ -308,7 +308,8 @@ pub(crate) fn like(pattern: &str, text: &str, case_insensitive: bool) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '_' || p[pi] == t[ti]) {
+        // A '%' in the pattern is always a wildcard, even against a '%' in the text.
+        if pi < p.len() && p[pi] != '%' && (p[pi] == '_' || p[pi] == t[ti]) {
             pi += 1;
             ti += 1;
         } else if pi < p.len() && p[pi] == '%' {
@@ -706,6 +707,10 @@ mod tests {
         assert!(!like("a_c", "abbc", false));
         assert!(like("%", "", false));
         assert!(like("%b%b", "abcbab", false));
+        // Wildcards in the pattern stay wildcards against the same characters in the text.
+        assert!(like("%a%", "a%b", false));
+        assert!(like("a%", "a%", false));
+        assert!(!like("a%c", "a%", false));
         let c = &parse_filter("tags.k != 'x'").unwrap()[0];
         let t = Test::string(c, KEY_VALUE_OPS).unwrap();
         assert!(t.on_str(Some("y")));

@@ -749,3 +749,176 @@ fn registry_history_is_recorded_queryable_and_durable() {
         );
     }
 }
+
+// ----- registry searches against a reference evaluator -----
+
+mod props {
+    use proptest::prelude::*;
+    use quiver_store::*;
+
+    use crate::search::{num_ref, str_ref};
+    use crate::temp_store;
+
+    const NAMES: &[&str] = &["alpha", "Alpha", "beta", "a_b", "a%b", "gamma2"];
+    const TAG_KEYS: &[&str] = &["team", "mlflow.prompt.is_prompt"];
+    const VALUES: &[&str] = &["true", "risk", "Risk", "r%"];
+    const OPS: &[&str] = &["=", "!=", "LIKE", "ILIKE"];
+
+    /// One clause: (field, op, value), field = "name", "tag:<key>" or "version".
+    type Clause = (String, String, String);
+
+    fn clause() -> impl Strategy<Value = Clause> {
+        let text = prop::sample::select(
+            ["alpha", "%a%", "A%", "_eta", "r%", "true", "risk", "a\\_b"].to_vec(),
+        );
+        prop_oneof![
+            (prop::sample::select(OPS.to_vec()), text.clone()).prop_map(|(op, v)| (
+                "name".to_string(),
+                op.to_string(),
+                v.to_string()
+            )),
+            (
+                prop::sample::select(TAG_KEYS.to_vec()),
+                prop::sample::select(OPS.to_vec()),
+                text
+            )
+                .prop_map(|(k, op, v)| (
+                    format!("tag:{k}"),
+                    op.to_string(),
+                    v.to_string()
+                )),
+            (
+                prop::sample::select(vec!["=", "!=", "<", "<=", ">", ">="]),
+                0..4u32
+            )
+                .prop_map(|(op, v)| (
+                    "version".to_string(),
+                    op.to_string(),
+                    v.to_string()
+                )),
+        ]
+    }
+
+    fn filter_text(clauses: &[Clause]) -> String {
+        clauses
+            .iter()
+            .map(|(f, op, v)| match f.strip_prefix("tag:") {
+                Some(k) => format!("tags.`{k}` {op} '{v}'"),
+                None if f == "version" => format!("version_number {op} {v}"),
+                None => format!("name {op} '{v}'"),
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    /// MLflow's semantics: a missing tag fails every comparison, except `!=` on the prompt tag.
+    fn passes(c: &Clause, name: &str, tags: &[Tag], version: Option<u64>) -> bool {
+        let (f, op, v) = c;
+        if let Some(k) = f.strip_prefix("tag:") {
+            let value = tags.iter().find(|t| t.key == k).map(|t| t.value.as_str());
+            if value.is_none() && op == "!=" && k == "mlflow.prompt.is_prompt" {
+                return true;
+            }
+            return str_ref(op, value, v);
+        }
+        if f == "version" {
+            return num_ref(op, version.map(|v| v as f64), v.parse().unwrap());
+        }
+        str_ref(op, Some(name), v)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+        #[test]
+        fn registry_searches_match_the_reference(
+            models in prop::collection::vec(
+                (
+                    prop::collection::btree_map(
+                        prop::sample::select(TAG_KEYS.to_vec()),
+                        prop::sample::select(VALUES.to_vec()),
+                        0..3,
+                    ),
+                    0..3u64,
+                ),
+                NAMES.len(),
+            ),
+            clauses in prop::collection::vec(clause(), 0..3),
+            page in 1..4usize,
+            descending in any::<bool>(),
+        ) {
+            let (_d, s) = temp_store();
+            let mut expected_models = Vec::new();
+            let mut expected_versions = Vec::new();
+            for (name, (tags, versions)) in NAMES.iter().zip(&models) {
+                let tags: Vec<Tag> = tags.iter().map(|(k, v)| Tag::new(*k, *v)).collect();
+                s.create_registered_model(name, &tags, None, "u").unwrap();
+                for v in 1..=*versions {
+                    let req = CreateModelVersion {
+                        name: name.to_string(),
+                        source: format!("s3://{name}/{v}"),
+                        ..Default::default()
+                    };
+                    s.create_model_version(&req, "u").unwrap();
+                }
+                let model_clauses: Vec<&Clause> =
+                    clauses.iter().filter(|c| c.0 != "version").collect();
+                if model_clauses.iter().all(|c| passes(c, name, &tags, None)) {
+                    expected_models.push(name.to_string());
+                }
+                // Versions carry no tags here: a tag clause fails them (unless it is the prompt
+                // tag's `!=`).
+                for v in 1..=*versions {
+                    if clauses.iter().all(|c| passes(c, name, &[], Some(v))) {
+                        expected_versions.push((name.to_string(), v));
+                    }
+                }
+            }
+            expected_models.sort();
+            if descending {
+                expected_models.reverse();
+            }
+            let model_filter: Vec<Clause> =
+                clauses.iter().filter(|c| c.0 != "version").cloned().collect();
+            let mut req = RegistrySearch {
+                filter: filter_text(&model_filter),
+                max_results: page,
+                order_by: vec![format!("name {}", if descending { "DESC" } else { "ASC" })],
+                page_token: None,
+            };
+            let mut got = Vec::new();
+            loop {
+                let p = s.search_registered_models(&req).unwrap();
+                prop_assert!(p.registered_models.len() <= page);
+                got.extend(p.registered_models.into_iter().map(|m| m.name));
+                match p.next_page_token {
+                    Some(t) => req.page_token = Some(t),
+                    None => break,
+                }
+            }
+            prop_assert_eq!(got, expected_models);
+
+            // Versions: default order is name ascending, then newest version first.
+            expected_versions.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            let mut req = RegistrySearch {
+                filter: filter_text(&clauses),
+                max_results: page,
+                ..Default::default()
+            };
+            let mut got = Vec::new();
+            loop {
+                let p = s.search_model_versions(&req).unwrap();
+                got.extend(
+                    p.model_versions
+                        .into_iter()
+                        .map(|v| (v.name, v.version.parse::<u64>().unwrap())),
+                );
+                match p.next_page_token {
+                    Some(t) => req.page_token = Some(t),
+                    None => break,
+                }
+            }
+            prop_assert_eq!(got, expected_versions);
+        }
+    }
+}

@@ -325,7 +325,7 @@ fn like_ref(p: &[char], t: &[char]) -> bool {
     }
 }
 
-fn str_ref(op: &str, actual: Option<&str>, expected: &str) -> bool {
+pub(crate) fn str_ref(op: &str, actual: Option<&str>, expected: &str) -> bool {
     let Some(a) = actual else {
         return op == "IS NULL";
     };
@@ -341,7 +341,7 @@ fn str_ref(op: &str, actual: Option<&str>, expected: &str) -> bool {
     }
 }
 
-fn num_ref(op: &str, actual: Option<f64>, expected: f64) -> bool {
+pub(crate) fn num_ref(op: &str, actual: Option<f64>, expected: f64) -> bool {
     let Some(a) = actual else { return false };
     match op {
         "=" => a == expected,
