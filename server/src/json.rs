@@ -7,6 +7,10 @@ use axum::response::{IntoResponse, Response};
 use quiver_store::{DatasetInput, Experiment, Metric, Param, Run, RunInfo, Tag};
 use serde_json::{json, Map, Value};
 
+mod models;
+
+pub use models::{deployment, logged_model, model_version, registered_model, registry_event};
+
 /// A response of already encoded JSON.
 pub fn json_response(body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -160,7 +164,22 @@ pub fn write_run(buf: &mut Vec<u8>, r: &Run) {
             dataset.end();
             o.end();
         });
+        inputs.list("model_inputs", &r.model_inputs, |buf, id| {
+            let mut o = ObjectWriter::new(buf);
+            o.field("model_id", id);
+            o.end();
+        });
         inputs.end();
+    }
+    if !r.model_outputs.is_empty() {
+        let mut outputs = ObjectWriter::new(o.key("outputs"));
+        outputs.list("model_outputs", &r.model_outputs, |buf, m| {
+            let mut o = ObjectWriter::new(buf);
+            o.field("model_id", &m.model_id);
+            o.field("step", &m.step);
+            o.end();
+        });
+        outputs.end();
     }
     o.end();
 }
@@ -273,7 +292,8 @@ pub fn dataset_input(d: &DatasetInput) -> Value {
     Value::Object(obj)
 }
 
-/// A whole run: info, data (latest metrics, params, tags), inputs.
+/// A whole run: info, data (latest metrics, params, tags), inputs (datasets, models), and
+/// outputs (models) when it has any.
 pub fn run(r: &Run) -> Value {
     let mut data = Map::new();
     put_list(
@@ -289,13 +309,30 @@ pub fn run(r: &Run) -> Value {
         "dataset_inputs",
         r.dataset_inputs.iter().map(dataset_input).collect(),
     );
-    json!({"info": run_info(&r.info), "data": data, "inputs": inputs})
+    put_list(
+        &mut inputs,
+        "model_inputs",
+        r.model_inputs
+            .iter()
+            .map(|id| json!({ "model_id": id }))
+            .collect(),
+    );
+    let mut run = json!({"info": run_info(&r.info), "data": data, "inputs": inputs});
+    if !r.model_outputs.is_empty() {
+        let outputs: Vec<Value> = r
+            .model_outputs
+            .iter()
+            .map(|m| json!({"model_id": m.model_id, "step": m.step}))
+            .collect();
+        run["outputs"] = json!({ "model_outputs": outputs });
+    }
+    run
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quiver_store::{Dataset, LifecycleStage, RunStatus};
+    use quiver_store::{Dataset, LifecycleStage, ModelOutput, RunStatus};
 
     #[test]
     fn written_runs_equal_built_ones() {
@@ -332,6 +369,11 @@ mod tests {
                     profile: None,
                 },
             }],
+            model_inputs: vec!["m-in".into()],
+            model_outputs: vec![ModelOutput {
+                model_id: "m-out".into(),
+                step: 3,
+            }],
         };
         let mut bare = full.clone();
         bare.info.end_time = None;
@@ -339,6 +381,20 @@ mod tests {
         bare.params.clear();
         bare.tags.clear();
         bare.dataset_inputs.clear();
+        bare.model_inputs.clear();
+        bare.model_outputs.clear();
+        let built = run(&full);
+        assert_eq!(
+            built["inputs"]["model_inputs"],
+            json!([{"model_id": "m-in"}])
+        );
+        assert_eq!(
+            built["outputs"],
+            json!({"model_outputs": [{"model_id": "m-out", "step": 3}]})
+        );
+        let built = run(&bare);
+        assert_eq!(built["inputs"], json!({}));
+        assert!(built.get("outputs").is_none(), "{built}");
         for r in [full, bare] {
             let mut buf = Vec::new();
             write_run(&mut buf, &r);

@@ -6,11 +6,13 @@
 //! answers `404 ENDPOINT_NOT_FOUND` in MLflow's JSON error format.
 //!
 //! The wire format lives here only: [`wire`] reads requests with MLflow's conventions, [`json`]
-//! writes responses, [`error`] is the one mapping of store errors onto error codes and statuses.
+//! writes responses, [`error`] is the one mapping of store errors onto error codes and statuses,
+//! [`user`] names who makes a request (recorded with registry and deployment changes).
 
 pub mod error;
 pub mod json;
 mod routes;
+pub mod user;
 pub mod wire;
 
 use std::sync::Arc;

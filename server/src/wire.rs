@@ -303,7 +303,9 @@ fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
 
 /// Extracts [`Fields`] from a request following MLflow's rules: GET (and HEAD) from the query
 /// string; other methods from a JSON object body with `Content-Type: application/json` (an
-/// empty body is `{}`; a JSON string holding JSON is decoded twice, as MLflow does).
+/// empty body is `{}`; a JSON string holding JSON is decoded twice, as MLflow does). A DELETE
+/// without a body reads its query string instead (`DELETE ...?name=x`, as curl users write it;
+/// the `mlflow` client sends a JSON body).
 impl<S: Send + Sync> FromRequest<S> for Fields {
     type Rejection = ApiError;
 
@@ -311,7 +313,14 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
         if req.method() == Method::GET || req.method() == Method::HEAD {
             return Ok(query_fields(req.uri().query().unwrap_or("")));
         }
-        Fields::from_json(&json_body(req).await?)
+        let query = (req.method() == Method::DELETE)
+            .then(|| req.uri().query().map(str::to_owned))
+            .flatten();
+        let body = json_body(req).await?;
+        match query {
+            Some(query) if body.is_empty() => Ok(query_fields(&query)),
+            _ => Fields::from_json(&body),
+        }
     }
 }
 
@@ -428,6 +437,40 @@ mod tests {
         assert!(e
             .message
             .contains("Invalid value {} for parameter 'datasets[0].dataset.digest' supplied"));
+    }
+
+    #[tokio::test]
+    async fn a_delete_without_a_body_reads_its_query() {
+        let request = |body: &'static str, content_type: Option<&str>| {
+            let mut b = Request::builder()
+                .method(Method::DELETE)
+                .uri("/x?name=from-query");
+            if let Some(t) = content_type {
+                b = b.header(header::CONTENT_TYPE, t);
+            }
+            b.body(axum::body::Body::from(body)).unwrap()
+        };
+        let f = Fields::from_request(request("", None), &()).await.unwrap();
+        assert_eq!(f.req_str("name").unwrap(), "from-query");
+        let f = Fields::from_request(
+            request(r#"{"name": "from-body"}"#, Some("application/json")),
+            &(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(f.req_str("name").unwrap(), "from-body");
+        let e = Fields::from_request(request(r#"{"name": "x"}"#, Some("text/plain")), &())
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("Content-Type must be one of"), "{e}");
+        // Other methods never read the query.
+        let post = Request::builder()
+            .method(Method::POST)
+            .uri("/x?name=q")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let f = Fields::from_request(post, &()).await.unwrap();
+        assert!(f.req_str("name").is_err());
     }
 
     #[test]

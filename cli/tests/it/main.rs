@@ -1,8 +1,10 @@
 //! Integration tests that start the real `quiver` binary and speak HTTP to it.
 //! One binary for all of them (link time dominates rebuilds).
 
+mod admin;
 mod artifacts;
 mod compat;
+mod models;
 mod server;
 mod sql;
 mod tracking;

@@ -798,18 +798,44 @@ fn log_inputs_records_datasets() {
         .to_string();
     let dataset = json!({"name": "train_ds", "digest": "a5357541", "source_type": "code",
                          "source": "{\"tags\": {}}", "schema": "{}", "profile": "{\"n\": 3}"});
+    let (_, model) = api.post("/logged-models", json!({"experiment_id": "0", "name": "m"}));
+    let model_id = model["model"]["info"]["model_id"].as_str().unwrap();
     api.ok(
         "/runs/log-inputs",
         json!({"run_id": id,
                "datasets": [{"tags": [{"key": "mlflow.data.context", "value": "training"}],
                              "dataset": dataset}],
-               "models": [{"model_id": "m-1"}]}),
+               "models": [{"model_id": model_id}]}),
     );
     let (_, r) = api.get(&format!("/runs/get?run_id={id}"));
     assert_eq!(
         r["run"]["inputs"]["dataset_inputs"],
         json!([{"tags": [{"key": "mlflow.data.context", "value": "training"}],
                 "dataset": dataset}])
+    );
+    assert_eq!(
+        r["run"]["inputs"]["model_inputs"],
+        json!([{"model_id": model_id}])
+    );
+    // A model that does not exist is refused, and nothing of the request is recorded.
+    let other = json!({"name": "other", "digest": "d2", "source_type": "code", "source": "s"});
+    assert_error(
+        api.post(
+            "/runs/log-inputs",
+            json!({"run_id": id, "datasets": [{"dataset": other}],
+                   "models": [{"model_id": "m-nope"}]}),
+        ),
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+        "Logged model with ID 'm-nope' not found",
+    );
+    let (_, r) = api.get(&format!("/runs/get?run_id={id}"));
+    assert_eq!(
+        r["run"]["inputs"]["dataset_inputs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
     );
     assert_error(
         api.post(

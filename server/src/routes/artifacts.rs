@@ -61,7 +61,7 @@ fn proxied(
 
 /// The store path of a file named in a request: normalized, and naming a file (not the root,
 /// not a directory with a trailing slash).
-fn file_path(raw: &str) -> ApiResult<String> {
+pub(crate) fn file_path(raw: &str) -> ApiResult<String> {
     let path = artifact_path::normalize(raw)?;
     if path.is_empty() || raw.ends_with('/') {
         return Err(ApiError::invalid(format!(
@@ -273,7 +273,7 @@ fn not_served(run_id: &str, uri: &str) -> ApiError {
 /// The store directory of an artifact URI this server serves (`mlflow-artifacts:/<path>` or
 /// `mlflow-artifacts://<host>/<path>`); `None` for any other scheme (`file:`, `s3:` ...), whose
 /// artifacts the client reads and writes directly.
-fn served_root(uri: &str) -> ApiResult<Option<String>> {
+pub(crate) fn served_root(uri: &str) -> ApiResult<Option<String>> {
     let Some(rest) = uri.strip_prefix("mlflow-artifacts:") else {
         return Ok(None);
     };
@@ -289,7 +289,7 @@ fn served_root(uri: &str) -> ApiResult<Option<String>> {
 }
 
 /// A `FileInfo`: `path`, `is_dir`, and `file_size` for files only.
-fn file_info(path: &str, entry: &ArtifactListEntry) -> Value {
+pub(crate) fn file_info(path: &str, entry: &ArtifactListEntry) -> Value {
     let mut obj = Map::new();
     obj.insert("path".into(), json!(path));
     obj.insert("is_dir".into(), json!(entry.is_dir));
@@ -301,7 +301,7 @@ fn file_info(path: &str, entry: &ArtifactListEntry) -> Value {
 
 /// Streams the file at store path `path` as an attachment. A directory is a 400, a missing
 /// file a 404 `No such artifact`.
-async fn send_file(store: std::sync::Arc<Store>, path: String) -> ApiResult<Response> {
+pub(crate) async fn send_file(store: std::sync::Arc<Store>, path: String) -> ApiResult<Response> {
     let (entry, file) = blocking(move || match store.open_artifact(&path) {
         Ok(found) => Ok(found),
         Err(quiver_store::Error::NotFound(_)) => {

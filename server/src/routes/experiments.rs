@@ -7,9 +7,9 @@ use axum::{Json, Router};
 use quiver_store::ExperimentSearch;
 use serde_json::{json, Value};
 
-use super::mlflow;
 use super::runs::search;
 use super::runs::tags_field;
+use super::{done, mlflow};
 use crate::error::ApiResult;
 use crate::wire::Fields;
 use crate::{blocking, json, AppState};
@@ -30,10 +30,6 @@ pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
         "/experiments/delete-experiment-tag",
         post(delete_tag),
     )
-}
-
-fn done() -> Json<Value> {
-    Json(json!({}))
 }
 
 /// `POST experiments/create {name*, artifact_location, tags}` → `{experiment_id}`.

@@ -1,5 +1,5 @@
 //! Routes of the runs service: create, get, update, delete, restore, set-tag, delete-tag,
-//! log-parameter, log-metric, log-batch, log-inputs, search.
+//! log-parameter, log-metric, log-batch, log-inputs, outputs, search.
 
 mod batch;
 pub(crate) mod search;
@@ -9,11 +9,12 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use quiver_store::{
-    CreateRun, Dataset, DatasetInput, Metric, Param, RunSearch, RunStatus, Tag, UpdateRun,
+    CreateRun, Dataset, DatasetInput, Metric, ModelOutput, Param, RunSearch, RunStatus, Tag,
+    UpdateRun,
 };
 use serde_json::{json, Value};
 
-use super::mlflow;
+use super::{done, mlflow};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{self, Fields};
 use crate::{blocking, json, AppState};
@@ -37,11 +38,8 @@ pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let r = mlflow(r, "2.0", "/runs/log-metric", post(log_metric));
     let r = mlflow(r, "2.0", "/runs/log-batch", post(log_batch));
     let r = mlflow(r, "2.0", "/runs/log-inputs", post(log_inputs));
+    let r = mlflow(r, "2.0", "/runs/outputs", post(log_outputs));
     mlflow(r, "2.0", "/runs/search", post(search))
-}
-
-fn done() -> Json<Value> {
-    Json(json!({}))
 }
 
 /// A repeated `{key*, value}` field (run, experiment tags); a missing value is `""`.
@@ -233,7 +231,8 @@ fn batch_from_fields(f: &Fields) -> ApiResult<batch::Batch> {
 }
 
 /// `POST runs/log-inputs {run_id*, datasets[{tags, dataset{name*, digest*, source_type*,
-/// source*, schema, profile}}]}`. Model inputs (`models`) are not recorded yet.
+/// source*, schema, profile}}], models[{model_id*}]}`. The whole request is read before anything
+/// is recorded; datasets are recorded first, then model inputs.
 async fn log_inputs(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
     let run_id = f.run_id()?;
     let mut inputs = Vec::new();
@@ -256,7 +255,47 @@ async fn log_inputs(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Valu
             },
         });
     }
-    blocking(move || Ok(s.store.log_inputs(&run_id, &inputs)?)).await?;
+    let models = f
+        .list("models")?
+        .iter()
+        .map(|m| m.req_str("model_id"))
+        .collect::<ApiResult<Vec<_>>>()?;
+    blocking(move || {
+        // Unknown models are refused before the datasets are recorded, so a refused request
+        // records nothing.
+        for m in &models {
+            s.store.get_logged_model(m)?;
+        }
+        if !inputs.is_empty() || models.is_empty() {
+            s.store.log_inputs(&run_id, &inputs)?;
+        }
+        if !models.is_empty() {
+            s.store.log_model_inputs(&run_id, &models)?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(done())
+}
+
+/// `POST runs/outputs {run_id*, models*[{model_id*, step}]}`: the logged models the run
+/// produced (`step` defaults to 0).
+async fn log_outputs(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let run_id = f.run_id()?;
+    if f.raw("models").is_none() {
+        return Err(f.missing("models"));
+    }
+    let outputs = f
+        .list("models")?
+        .iter()
+        .map(|m| {
+            Ok(ModelOutput {
+                model_id: m.req_str("model_id")?,
+                step: m.opt_i64("step")?.unwrap_or(0),
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    blocking(move || Ok(s.store.log_run_outputs(&run_id, &outputs)?)).await?;
     Ok(done())
 }
 
