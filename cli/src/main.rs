@@ -1,5 +1,8 @@
 //! `quiver`: an MLflow-compatible tracking server on an embedded store, and admin commands.
 
+mod admin;
+mod deployments;
+mod models;
 mod server;
 mod sql;
 
@@ -32,7 +35,9 @@ enum Command {
         store: PathBuf,
     },
     /// Run a read-only SQL query over a store (tables: experiments, runs, params, tags,
-    /// latest_metrics, metrics, datasets, inputs, input_tags, metric_series, artifacts).
+    /// latest_metrics, metrics, datasets, inputs, input_tags, metric_series, artifacts,
+    /// logged_models, logged_model_params, logged_model_tags, registered_models, model_versions,
+    /// model_aliases, deployments, registry_events).
     ///
     /// Example: quiver sql "SELECT key, count(*) FROM metrics GROUP BY key"
     Sql {
@@ -50,6 +55,20 @@ enum Command {
         /// Write to this file instead of standard output.
         #[arg(long)]
         output: Option<PathBuf>,
+    },
+    /// Record, list and remove deployments (a deployed model version cannot be deleted).
+    ///
+    /// Each subcommand works on a store directory (--store) or a running server (--url).
+    Deployments {
+        #[command(subcommand)]
+        command: deployments::Command,
+    },
+    /// Inspect the model registry: the recorded history of a registered model.
+    ///
+    /// Each subcommand works on a store directory (--store) or a running server (--url).
+    Models {
+        #[command(subcommand)]
+        command: models::Command,
     },
 }
 
@@ -78,5 +97,7 @@ fn run() -> anyhow::Result<()> {
             format,
             output,
         } => sql::run(&query, &store, url.as_deref(), format, output.as_ref()),
+        Command::Deployments { command } => deployments::run(command),
+        Command::Models { command } => models::run(command),
     }
 }
