@@ -561,8 +561,8 @@ fn registry_models_versions_stages_aliases_and_search() {
             "/registered-models/alias",
             json!({"name": "fraud", "alias": "champion"}),
         ),
-        404,
-        "RESOURCE_DOES_NOT_EXIST",
+        400,
+        "INVALID_PARAMETER_VALUE",
         "",
     );
 

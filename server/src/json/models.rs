@@ -96,12 +96,14 @@ pub fn model_version(v: &ModelVersion) -> Value {
     );
     put_str(&mut obj, "user_id", &v.user_id);
     obj.insert("current_stage".into(), json!(v.current_stage.as_str()));
-    put_str(&mut obj, "description", &v.description);
+    // MLflow always sends a version's description and run link, empty or not (the client
+    // shows "" rather than None).
+    obj.insert("description".into(), json!(v.description));
     put_str(&mut obj, "source", &v.source);
     put_str(&mut obj, "run_id", &v.run_id);
     obj.insert("status".into(), json!("READY"));
     put_list(&mut obj, "tags", tags(&v.tags));
-    put_str(&mut obj, "run_link", &v.run_link);
+    obj.insert("run_link".into(), json!(v.run_link));
     put_list(
         &mut obj,
         "aliases",

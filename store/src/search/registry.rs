@@ -1,10 +1,11 @@
 //! `registered-models/search` and `model-versions/search`: MLflow's filter grammar over the
 //! registry, which holds thousands of models at most, so a search reads them all.
 //!
-//! MLflow's client adds `` tag.`mlflow.prompt.is_prompt` != 'true' `` to every registered-model
-//! search (prompts are stored as registered models); MLflow evaluates that one clause as an
-//! anti-join, so it matches models without the tag. Here too: `!=` on that tag passes when the
-//! tag is missing, while `!=` on other tags needs the tag, as in MLflow.
+//! Prompts are stored as registered models tagged `mlflow.prompt.is_prompt = 'true'`. MLflow's
+//! client adds `` tag.`mlflow.prompt.is_prompt` != 'true' `` to every registered-model search, and
+//! its server leaves prompts out of a search whose filter does not mention that tag at all. MLflow
+//! evaluates a `!=` on that tag as an anti-join, so it matches models without the tag. Here too:
+//! `!=` on that tag passes when the tag is missing, while `!=` on other tags needs the tag.
 
 use super::grammar::{self, Clause, Comparator, Entity, Test, NUMERIC_OPS, STRING_LIST_OPS};
 use super::token::{self, SortValue};
@@ -74,6 +75,7 @@ impl Query {
         attribute: impl Fn(&Clause) -> Result<(Field, Test)>,
         order_field: impl Fn(&str) -> Result<Field>,
         default_order: &[(Field, bool)],
+        tie_break: &[(Field, bool)],
     ) -> Result<Query> {
         let mut tests = Vec::new();
         for c in grammar::parse_filter(filter)? {
@@ -100,7 +102,10 @@ impl Query {
             }
             order.push((order_field(&o.key)?, o.ascending));
         }
-        for (field, asc) in default_order {
+        if order.is_empty() {
+            order.extend(default_order.iter().cloned());
+        }
+        for (field, asc) in tie_break {
             if !order.iter().any(|(f, _)| f == field) {
                 order.push((field.clone(), *asc));
             }
@@ -143,6 +148,7 @@ pub(crate) fn fuzz_compile(filter: &str) -> bool {
             order,
             |c| Ok((Field::Name, Test::string(c, STRING_LIST_OPS)?)),
             |k| timestamp_field(k).ok_or_else(|| Error::InvalidParameter(k.to_string())),
+            &[],
             &[(Field::Name, true)],
         )
         .is_ok()
@@ -174,13 +180,20 @@ pub(crate) fn search_models(cat: &Catalog, req: &RegistrySearch) -> Result<Regis
             }),
         }
     };
-    let query = Query::new(
+    let mut query = Query::new(
         &req.filter,
         &req.order_by,
         attribute,
         order_field,
+        &[],
         &[(Field::Name, true)],
     )?;
+    let prompt = Field::Tag(PROMPT_TAG.to_string());
+    if !query.tests.iter().any(|(f, _)| *f == prompt) {
+        query
+            .tests
+            .push((prompt, Test::Str(Comparator::Ne, "true".into())));
+    }
     let fp = fingerprint("registered_models", req);
     let after = token::decode(req.page_token.as_deref(), &fp, query.order.len())?;
     let mut models: Vec<RegisteredModel> = Vec::new();
@@ -255,6 +268,7 @@ pub(crate) fn search_versions(cat: &Catalog, req: &RegistrySearch) -> Result<Mod
         &req.order_by,
         attribute,
         order_field,
+        &[(Field::Updated, false)],
         &[(Field::Name, true), (Field::Version, false)],
     )?;
     let fp = fingerprint("model_versions", req);

@@ -130,9 +130,10 @@ impl Store {
                     version_of(cat, id, &model.name, *v)?;
                     *v
                 }
-                (None, Some(a)) => cat.models.alias(id, a)?.ok_or_else(|| {
-                    Error::NotFound(format!("Registered model alias {a} not found."))
-                })?,
+                (None, Some(a)) => cat
+                    .models
+                    .alias(id, a)?
+                    .ok_or_else(|| super::model_versions::alias_not_found(a))?,
                 (None, None) => unreachable!("checked above"),
             };
             let record = DeploymentRecord {

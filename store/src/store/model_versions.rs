@@ -57,6 +57,11 @@ fn check_alias(alias: &str) -> Result<()> {
     Ok(())
 }
 
+/// MLflow answers an unknown alias with `INVALID_PARAMETER_VALUE` (not a 404).
+pub(super) fn alias_not_found(alias: &str) -> Error {
+    Error::InvalidParameter(format!("Registered model alias {alias} not found."))
+}
+
 fn parse_stage(stage: &str) -> Result<Stage> {
     Stage::parse(stage).ok_or_else(|| {
         Error::InvalidParameter(format!(
@@ -299,30 +304,19 @@ impl Store {
     }
 
     /// Searches model versions (`name`, `run_id`, `source_path`, `version_number`,
-    /// `tags.<key>`; default order by name, then newest version first).
+    /// `tags.<key>`; by default most recently changed first, then by name and newest version).
     pub fn search_model_versions(&self, req: &RegistrySearch) -> Result<ModelVersionPage> {
         crate::search::registry::search_versions(&self.inner.catalog, req)
     }
 
     /// Where a version's files are: the logged model's artifact URI for a `models:/<model_id>`
-    /// source, the run's artifact URI plus the path for `runs:/<run>/<path>`, else the source.
+    /// source, else the source as registered (as MLflow answers; the client resolves `runs:/`
+    /// URIs itself).
     pub fn model_version_download_uri(&self, name: &str, version: &str) -> Result<String> {
         let mv = self.get_model_version(name, version)?;
-        let cat = &self.inner.catalog;
         if let Some(model_id) = logged_model_of_source(&mv.source) {
-            if let Some(m) = super::logged_models::load(cat, model_id)? {
+            if let Some(m) = super::logged_models::load(&self.inner.catalog, model_id)? {
                 return Ok(m.artifact_uri);
-            }
-        }
-        if let Some(rest) = mv.source.strip_prefix("runs:/") {
-            let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
-            if let Some(info) = cat.run_info(run_id)? {
-                let root = info.artifact_uri.trim_end_matches('/');
-                return Ok(if path.is_empty() {
-                    root.to_string()
-                } else {
-                    format!("{root}/{}", path.trim_matches('/'))
-                });
             }
         }
         Ok(mv.source)
@@ -476,7 +470,7 @@ impl Store {
         let v = cat
             .models
             .alias(id, alias)?
-            .ok_or_else(|| Error::NotFound(format!("Registered model alias {alias} not found.")))?;
+            .ok_or_else(|| alias_not_found(alias))?;
         let rec = version_of(cat, id, name, v)?;
         render_version(cat, id, name, v, rec)
     }

@@ -304,7 +304,8 @@ fn registry_versions_stages_and_aliases() {
     );
     assert_eq!(
         s.model_version_download_uri("fraud", "2").unwrap(),
-        format!("mlflow-artifacts:/0/{run}/artifacts/model")
+        format!("runs:/{run}/model"),
+        "as MLflow: only logged-model sources resolve"
     );
     assert_eq!(
         s.model_version_download_uri("fraud", "4").unwrap(),
@@ -390,7 +391,8 @@ fn registry_versions_stages_and_aliases() {
         .unwrap();
     assert_eq!(
         code(s.get_model_version_by_alias("fraud", "champion")),
-        ErrorCode::ResourceDoesNotExist
+        ErrorCode::InvalidParameterValue,
+        "as MLflow"
     );
 
     // Tags on versions; rename carries everything along.
@@ -488,7 +490,15 @@ fn registry_searches_follow_mlflow() {
             None => break,
         }
     }
-    assert_eq!(all, vec!["Gamma", "alpha", "beta", "prompt"]);
+    assert_eq!(
+        all,
+        vec!["Gamma", "alpha", "beta"],
+        "prompts left out by default"
+    );
+    assert_eq!(
+        names("tags.`mlflow.prompt.is_prompt` = 'true'", &[]),
+        vec!["prompt"]
+    );
 
     let versions = |filter: &str, order: &[&str]| -> Vec<(String, String)> {
         let mut req = search(filter);
@@ -581,7 +591,7 @@ fn deployments_guard_what_they_serve() {
     );
     assert_eq!(
         code(s.create_deployment(&req("x", None, Some("nope")), ALICE)),
-        ErrorCode::ResourceDoesNotExist
+        ErrorCode::InvalidParameterValue
     );
 
     // Once the deployment is gone, deletes go through.
@@ -863,7 +873,12 @@ mod props {
                 }
                 let model_clauses: Vec<&Clause> =
                     clauses.iter().filter(|c| c.0 != "version").collect();
-                if model_clauses.iter().all(|c| passes(c, name, &tags, None)) {
+                // Without a clause on the prompt tag, prompts are left out.
+                let names_prompt = model_clauses.iter().any(|c| c.0 == "tag:mlflow.prompt.is_prompt");
+                let is_prompt = tags.iter().any(|t| t.key == "mlflow.prompt.is_prompt" && t.value == "true");
+                if model_clauses.iter().all(|c| passes(c, name, &tags, None))
+                    && (names_prompt || !is_prompt)
+                {
                     expected_models.push(name.to_string());
                 }
                 // Versions carry no tags here: a tag clause fails them (unless it is the prompt
@@ -898,8 +913,13 @@ mod props {
             }
             prop_assert_eq!(got, expected_models);
 
-            // Versions: default order is name ascending, then newest version first.
-            expected_versions.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            // Versions: by default most recently changed first, then by name, newest first.
+            let updated = |(n, v): &(String, u64)| {
+                s.get_model_version(n, &v.to_string()).unwrap().last_updated_timestamp
+            };
+            expected_versions.sort_by(|a, b| {
+                updated(b).cmp(&updated(a)).then(a.0.cmp(&b.0)).then(b.1.cmp(&a.1))
+            });
             let mut req = RegistrySearch {
                 filter: filter_text(&clauses),
                 max_results: page,
