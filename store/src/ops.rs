@@ -230,21 +230,27 @@ impl Op {
         Ok(op)
     }
 
-    /// This op with its metric points reduced to the greatest point of each series (the catalog's
-    /// "latest" rule), for carrying forward into the catalog's delta log once the points are in
-    /// Parquet segments. `None` when nothing of the op concerns the catalog.
+    /// This op with its metric points reduced to what the catalog keeps of them, for carrying
+    /// forward into the catalog's delta log once the points are in Parquet segments: the greatest
+    /// point (the catalog's "latest" rule) of each series and model/dataset reference, since the
+    /// catalog keeps the latest value of each series and, for logged models, of each (key,
+    /// dataset). Points keep their order in the batch, so ties resolve as they did live. `None`
+    /// when nothing of the op concerns the catalog.
     pub(crate) fn catalog_part(&self) -> Option<Op> {
         let Op::LogBatch(batch) = self else {
             return Some(self.clone());
         };
-        let mut best: Vec<Option<PointRecord>> = vec![None; batch.series.len()];
-        for p in &batch.points {
-            let slot = &mut best[p.series as usize];
-            if slot.is_none_or(|b| crate::metrics::latest_order(&p.key(), &b.key()).is_gt()) {
-                *slot = Some(*p);
+        let mut best: std::collections::HashMap<(u32, u32), usize> =
+            std::collections::HashMap::new();
+        for (i, p) in batch.points.iter().enumerate() {
+            let slot = best.entry((p.series, p.extra)).or_insert(i);
+            if crate::metrics::latest_order(&p.key(), &batch.points[*slot].key()).is_gt() {
+                *slot = i;
             }
         }
-        let points: Vec<PointRecord> = best.into_iter().flatten().collect();
+        let mut kept: Vec<usize> = best.into_values().collect();
+        kept.sort_unstable();
+        let points: Vec<PointRecord> = kept.into_iter().map(|i| batch.points[i]).collect();
         if points.is_empty() && batch.params.is_empty() && batch.tags.is_empty() {
             return None;
         }

@@ -942,3 +942,36 @@ mod props {
         }
     }
 }
+
+/// The catalog keeps a logged model's latest point per key *and dataset*: rebuilding the catalog
+/// from its durable copies (where each batch's points are reduced to what the catalog keeps)
+/// must keep every dataset's point, not only each series' latest.
+#[test]
+fn model_metrics_survive_a_catalog_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_with(dir.path(), manual_options()).unwrap();
+    let run = new_run(&s);
+    let id = logged_model(&s, &run, "m").model_id;
+    let point = |v: f64, step: i64, ds: &str| {
+        let mut p = Metric::new("acc", v, 1_700_000_000_000, step);
+        p.model_id = Some(id.clone());
+        p.dataset_name = Some(ds.into());
+        p.dataset_digest = Some("d".into());
+        p
+    };
+    // One batch, one series, two datasets: the series' latest point is on "test".
+    let batch = [
+        point(0.7, 1, "val"),
+        point(0.6, 0, "val"),
+        point(0.8, 2, "test"),
+    ];
+    s.log_batch(&run, &batch, &[], &[]).unwrap();
+    let before = s.get_logged_model(&id).unwrap().metrics;
+    assert_eq!(before.len(), 2);
+    s.flush().unwrap(); // the log is retired into the catalog's delta log
+    s.close().unwrap();
+    std::fs::remove_dir_all(dir.path().join("catalog/sled")).unwrap();
+    let s = Store::open_with(dir.path(), manual_options()).unwrap();
+    assert_eq!(s.get_logged_model(&id).unwrap().metrics, before);
+    assert_eq!(s.get_run(&run).unwrap().metrics[0].value, 0.8);
+}
