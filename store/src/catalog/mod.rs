@@ -712,8 +712,18 @@ impl Catalog {
                 self.latest_metrics.insert(run_key(run_id, key), enc(&m))?;
             }
         }
-        // Points logged against a logged model also update that model's metrics.
-        for p in batch.points.iter().filter(|p| p.extra > 0) {
+        // Points logged against a logged model also update that model's metrics: the greatest
+        // point of each series and model/dataset reference is offered (one catalog read each).
+        let mut best_per_extra: std::collections::BTreeMap<(u32, u32), usize> =
+            std::collections::BTreeMap::new();
+        for (i, p) in batch.points.iter().enumerate().filter(|(_, p)| p.extra > 0) {
+            let slot = best_per_extra.entry((p.series, p.extra)).or_insert(i);
+            if crate::metrics::latest_order(&p.key(), &batch.points[*slot].key()).is_gt() {
+                *slot = i;
+            }
+        }
+        for &i in best_per_extra.values() {
+            let p = &batch.points[i];
             let extra = &batch.extras[p.extra as usize - 1];
             if extra.model_id.is_some() {
                 let m = Metric {
