@@ -167,12 +167,13 @@ mod tests {
     }
 
     #[test]
-    fn registry_entities_omit_empty_fields() {
+    fn registry_entities_omit_empty_fields_mlflow_omits() {
         let mut v = version("3");
         assert_eq!(
             model_version(&v),
             json!({"name": "rm", "version": "3", "creation_timestamp": 1,
                    "last_updated_timestamp": 2, "current_stage": "None",
+                   "description": "", "run_link": "",
                    "source": "models:/m-1", "status": "READY", "model_id": "m-1"})
         );
         v.current_stage = Stage::Production;
