@@ -247,8 +247,39 @@ pub(crate) fn search(cat: &Catalog, req: &LoggedModelSearch) -> Result<LoggedMod
     ]);
     let after = token::decode(req.page_token.as_deref(), &fp, order.len())?;
     let mut models = Vec::new();
+    // Clauses on attributes are decided on the record alone (the client's `name = '<path>'`
+    // lookups on every artifact listing); only models that pass them are read whole.
+    let on_record = |f: &Field| !matches!(f, Field::Metric(_) | Field::Param(_) | Field::Tag(_));
     for exp in ids {
         for model_id in cat.models.logged_model_ids_of_experiment(exp)? {
+            let Some(rec) = cat.models.logged_model(&model_id)? else {
+                continue;
+            };
+            if rec.deleted {
+                continue;
+            }
+            let bare = LoggedModel {
+                model_id: model_id.clone(),
+                experiment_id: String::new(),
+                name: rec.name,
+                artifact_uri: String::new(),
+                status: rec.status,
+                status_message: String::new(),
+                model_type: rec.model_type,
+                source_run_id: rec.source_run_id,
+                creation_timestamp: rec.creation_time,
+                last_updated_timestamp: rec.last_updated_time,
+                tags: Vec::new(),
+                params: Vec::new(),
+                metrics: Vec::new(),
+            };
+            let attributes_pass = tests
+                .iter()
+                .filter(|(f, _)| on_record(f))
+                .all(|(field, test)| passes(&bare, field, test, &req.datasets));
+            if !attributes_pass {
+                continue;
+            }
             let Some(m) = crate::store::logged_models::load(cat, &model_id)? else {
                 continue;
             };

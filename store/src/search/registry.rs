@@ -9,11 +9,10 @@
 
 use super::grammar::{self, Clause, Comparator, Entity, Test, NUMERIC_OPS, STRING_LIST_OPS};
 use super::token::{self, SortValue};
+use crate::catalog::models::{ModelVersionRecord, RegisteredModelRecord};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::model_types::{
-    ModelVersion, ModelVersionPage, RegisteredModel, RegisteredModelPage, RegistrySearch,
-};
+use crate::model_types::{ModelVersionPage, RegisteredModelPage, RegistrySearch};
 use crate::store::registry::{render_model, render_version};
 use crate::types::Tag;
 
@@ -196,31 +195,44 @@ pub(crate) fn search_models(cat: &Catalog, req: &RegistrySearch) -> Result<Regis
     }
     let fp = fingerprint("registered_models", req);
     let after = token::decode(req.page_token.as_deref(), &fp, query.order.len())?;
-    let mut models: Vec<RegisteredModel> = Vec::new();
+    // Filter and page on the records (tags read only when a clause needs them), then render
+    // only the page's models with their versions, tags and aliases.
+    let needs_tags = query.tests.iter().any(|(f, _)| matches!(f, Field::Tag(_)));
+    let mut found: Vec<(u64, RegisteredModelRecord)> = Vec::new();
     for (id, rec) in cat.models.registered_models()? {
-        let tags = cat.models.registered_model_tags(id)?;
-        let passes = query.tests.iter().all(|(field, test)| match field {
-            Field::Name => test.on_str(Some(&rec.name)),
+        let names_pass = query
+            .tests
+            .iter()
+            .all(|(field, test)| *field != Field::Name || test.on_str(Some(&rec.name)));
+        if !names_pass {
+            continue;
+        }
+        let tags = if needs_tags {
+            cat.models.registered_model_tags(id)?
+        } else {
+            Vec::new()
+        };
+        let tags_pass = query.tests.iter().all(|(field, test)| match field {
             Field::Tag(k) => tag_passes(test, k, &tags),
-            _ => false,
+            _ => true,
         });
-        if passes {
-            models.push(render_model(cat, id, rec)?);
+        if tags_pass {
+            found.push((id, rec));
         }
     }
-    let key = token::sort_key(|m: &RegisteredModel| {
+    let key = token::sort_key(|(_, m): &(u64, RegisteredModelRecord)| {
         query
             .order
             .iter()
             .map(|(f, _)| match f {
-                Field::Created => Some(SortValue::Num(m.creation_timestamp as f64)),
-                Field::Updated => Some(SortValue::Num(m.last_updated_timestamp as f64)),
+                Field::Created => Some(SortValue::Num(m.creation_time as f64)),
+                Field::Updated => Some(SortValue::Num(m.last_updated_time as f64)),
                 _ => Some(SortValue::Str(&m.name)),
             })
             .collect()
     });
     let (page, next) = token::keyset_page(
-        models,
+        found,
         key,
         &query.directions(),
         &fp,
@@ -228,9 +240,20 @@ pub(crate) fn search_models(cat: &Catalog, req: &RegistrySearch) -> Result<Regis
         req.max_results,
     );
     Ok(RegisteredModelPage {
-        registered_models: page,
+        registered_models: page
+            .into_iter()
+            .map(|(id, rec)| render_model(cat, id, rec))
+            .collect::<Result<_>>()?,
         next_page_token: next,
     })
+}
+
+/// A model version that passed the filter, before rendering.
+struct Candidate {
+    id: u64,
+    name: std::sync::Arc<str>,
+    version: u64,
+    rec: ModelVersionRecord,
 }
 
 /// Searches model versions.
@@ -273,60 +296,68 @@ pub(crate) fn search_versions(cat: &Catalog, req: &RegistrySearch) -> Result<Mod
     )?;
     let fp = fingerprint("model_versions", req);
     let after = token::decode(req.page_token.as_deref(), &fp, query.order.len())?;
-    let mut names = std::collections::HashMap::new();
-    let mut versions: Vec<ModelVersion> = Vec::new();
-    for (id, v, rec) in cat.models.all_versions()? {
-        let name = match names.get(&id) {
-            Some(n) => String::clone(n),
-            None => {
-                let n = cat
-                    .models
-                    .registered_model(id)?
-                    .map(|r| r.name)
-                    .unwrap_or_default();
-                names.insert(id, n.clone());
-                n
+    // Name clauses are decided once per model, so versions of other models are never read;
+    // tags are read only when a clause needs them; only the page is rendered.
+    let needs_tags = query.tests.iter().any(|(f, _)| matches!(f, Field::Tag(_)));
+    let mut found: Vec<Candidate> = Vec::new();
+    for (id, model) in cat.models.registered_models()? {
+        let name_passes = query
+            .tests
+            .iter()
+            .all(|(field, test)| *field != Field::Name || test.on_str(Some(&model.name)));
+        if !name_passes {
+            continue;
+        }
+        let name: std::sync::Arc<str> = model.name.into();
+        for (v, rec) in cat.models.versions(id)? {
+            let tags = if needs_tags {
+                cat.models.version_tags(id, v)?
+            } else {
+                Vec::new()
+            };
+            let passes = query.tests.iter().all(|(field, test)| match field {
+                Field::RunId => test.on_str(Some(&rec.run_id)),
+                Field::Source => test.on_str(Some(&rec.source)),
+                Field::Version => test.on_num(Some(v as f64)),
+                Field::Tag(k) => tag_passes(test, k, &tags),
+                _ => true,
+            });
+            if passes {
+                found.push(Candidate {
+                    id,
+                    name: name.clone(),
+                    version: v,
+                    rec,
+                });
             }
-        };
-        let tags = cat.models.version_tags(id, v)?;
-        let passes = query.tests.iter().all(|(field, test)| match field {
-            Field::Name => test.on_str(Some(&name)),
-            Field::RunId => test.on_str(Some(&rec.run_id)),
-            Field::Source => test.on_str(Some(&rec.source)),
-            Field::Version => test.on_num(Some(v as f64)),
-            Field::Tag(k) => tag_passes(test, k, &tags),
-            _ => false,
-        });
-        if passes {
-            versions.push(render_version(cat, id, &name, v, rec)?);
         }
     }
-    let key = token::sort_key(|m: &ModelVersion| {
+    let key = token::sort_key(|c: &Candidate| {
         query
             .order
             .iter()
             .map(|(f, _)| match f {
-                Field::Version => m
-                    .version
-                    .parse::<u64>()
-                    .ok()
-                    .map(|v| SortValue::Num(v as f64)),
-                Field::Created => Some(SortValue::Num(m.creation_timestamp as f64)),
-                Field::Updated => Some(SortValue::Num(m.last_updated_timestamp as f64)),
-                _ => Some(SortValue::Str(&m.name)),
+                Field::Version => Some(SortValue::Num(c.version as f64)),
+                Field::Created => Some(SortValue::Num(c.rec.creation_time as f64)),
+                Field::Updated => Some(SortValue::Num(c.rec.last_updated_time as f64)),
+                _ => Some(SortValue::Str(&c.name)),
             })
             .collect()
     });
     let (page, next) = token::keyset_page(
-        versions,
+        found,
         key,
         &query.directions(),
         &fp,
         after.as_deref(),
         req.max_results,
     );
+    let model_versions = page
+        .into_iter()
+        .map(|c| render_version(cat, c.id, &c.name, c.version, c.rec))
+        .collect::<Result<_>>()?;
     Ok(ModelVersionPage {
-        model_versions: page,
+        model_versions,
         next_page_token: next,
     })
 }
