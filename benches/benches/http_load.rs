@@ -14,6 +14,8 @@
 //! 5. Server memory (`VmRSS`) idle on a fresh store and after the load, and the time from
 //!    process start to the first 200 from `/health` when restarting on the store used above.
 //! 6. `runs/search` on stores of 2,500 and 100,000 runs (phase `search`, see `search.rs`).
+//! 7. The model registry on a store of 1,000 registered models and 10,000 versions: searches,
+//!    get, alias lookup and `model-versions/create` (phase `registry`, see `registry.rs`).
 //!
 //! Everything is bounded in count and time and stops by itself; the temp dir is removed at the
 //! end. Without `--bench` (`cargo test --benches`) or with `--test`, a smoke run on small inputs.
@@ -31,6 +33,8 @@ use quiver_benches::{
 };
 use serde_json::Value;
 
+#[path = "http_load/registry.rs"]
+mod registry;
 #[path = "http_load/search.rs"]
 mod search;
 
@@ -163,6 +167,9 @@ fn main() {
     if phases.has("search") {
         search::search(&bin, dir.path(), &mut r);
     }
+    if phases.has("registry") {
+        registry::registry(&bin, dir.path(), &mut r);
+    }
 
     r.print();
     drop(dir);
@@ -175,13 +182,14 @@ fn main() {
 struct Phases(Vec<&'static str>);
 
 impl Phases {
-    const ALL: [&'static str; 6] = [
+    const ALL: [&'static str; 7] = [
         "ingest",
         "history",
         "bulk_interval",
         "artifacts",
         "restart",
         "search",
+        "registry",
     ];
 
     fn from_args() -> Phases {
