@@ -204,6 +204,17 @@ pub fn put_list(obj: &mut Map<String, Value>, key: &str, list: Vec<Value>) {
     }
 }
 
+/// One page of a search as MLflow answers it: `{<key>: [...], "next_page_token": ...}`, the
+/// list omitted when empty and the token when there is no next page.
+pub fn page(key: &str, items: Vec<Value>, next_page_token: Option<String>) -> Value {
+    let mut out = Map::new();
+    put_list(&mut out, key, items);
+    if let Some(token) = next_page_token {
+        out.insert("next_page_token".into(), Value::String(token));
+    }
+    Value::Object(out)
+}
+
 /// `{key, value}` pairs.
 pub fn tags(tags: &[Tag]) -> Vec<Value> {
     tags.iter()

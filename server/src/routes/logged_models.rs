@@ -224,16 +224,12 @@ async fn search_models(State(s): State<AppState>, f: Fields) -> ApiResult<Json<V
         page_token: opt_nonempty(&f, "page_token")?,
     };
     let page = blocking(move || Ok(s.store.search_logged_models(&req)?)).await?;
-    let mut out = Map::new();
-    json::put_list(
-        &mut out,
+    let models = page.models.iter().map(json::logged_model);
+    Ok(Json(json::page(
         "models",
-        page.models.iter().map(json::logged_model).collect(),
-    );
-    if let Some(token) = page.next_page_token {
-        out.insert("next_page_token".into(), Value::String(token));
-    }
-    Ok(Json(Value::Object(out)))
+        models.collect(),
+        page.next_page_token,
+    )))
 }
 
 /// `GET logged-models/{model_id}/artifacts/directories?artifact_directory_path=` →

@@ -106,19 +106,12 @@ async fn get_model(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value
 async fn search(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
     let req = search_fields(&f, SEARCH_DEFAULT, SEARCH_MAX)?;
     let page = blocking(move || Ok(s.store.search_registered_models(&req)?)).await?;
-    let mut out = Map::new();
-    json::put_list(
-        &mut out,
+    let models = page.registered_models.iter().map(json::registered_model);
+    Ok(Json(json::page(
         "registered_models",
-        page.registered_models
-            .iter()
-            .map(json::registered_model)
-            .collect(),
-    );
-    if let Some(token) = page.next_page_token {
-        out.insert("next_page_token".into(), Value::String(token));
-    }
-    Ok(Json(Value::Object(out)))
+        models.collect(),
+        page.next_page_token,
+    )))
 }
 
 /// `POST|GET registered-models/get-latest-versions {name*, stages[]}` → `{model_versions}`: the

@@ -6,7 +6,7 @@ use axum::response::Response;
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use quiver_store::{artifact_path, CreateModelVersion, Tag};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::search_fields;
 use crate::error::{ApiError, ApiResult};
@@ -125,19 +125,12 @@ async fn get_version(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Val
 async fn search(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
     let req = search_fields(&f, SEARCH_DEFAULT, SEARCH_MAX)?;
     let page = blocking(move || Ok(s.store.search_model_versions(&req)?)).await?;
-    let mut out = Map::new();
-    json::put_list(
-        &mut out,
+    let versions = page.model_versions.iter().map(json::model_version);
+    Ok(Json(json::page(
         "model_versions",
-        page.model_versions
-            .iter()
-            .map(json::model_version)
-            .collect(),
-    );
-    if let Some(token) = page.next_page_token {
-        out.insert("next_page_token".into(), Value::String(token));
-    }
-    Ok(Json(Value::Object(out)))
+        versions.collect(),
+        page.next_page_token,
+    )))
 }
 
 /// `GET model-versions/get-download-uri?name=&version=` → `{artifact_uri}`.
