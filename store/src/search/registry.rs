@@ -300,7 +300,24 @@ pub(crate) fn search_versions(cat: &Catalog, req: &RegistrySearch) -> Result<Mod
     // tags are read only when a clause needs them; only the page is rendered.
     let needs_tags = query.tests.iter().any(|(f, _)| matches!(f, Field::Tag(_)));
     let mut found: Vec<Candidate> = Vec::new();
-    for (id, model) in cat.models.registered_models()? {
+    // `name = '<n>'` (what the client sends for one model's versions) is one lookup.
+    let exact_name = query.tests.iter().find_map(|(f, t)| match (f, t) {
+        (Field::Name, Test::Str(Comparator::Eq, n)) => Some(n.as_str()),
+        _ => None,
+    });
+    let models = match exact_name {
+        Some(n) => match cat.models.model_id_by_name(n)? {
+            Some(id) => cat
+                .models
+                .registered_model(id)?
+                .map(|rec| (id, rec))
+                .into_iter()
+                .collect(),
+            None => Vec::new(),
+        },
+        None => cat.models.registered_models()?,
+    };
+    for (id, model) in models {
         let name_passes = query
             .tests
             .iter()
