@@ -81,12 +81,23 @@ OPS = {
     + seq([tag("mlflow.runName", "r")]),
     "delete_run_tag": varint(9) + s("r1") + s("k"),
     "delete_artifacts": varint(12) + s("model/weights"),
+    # LoggedModel(LoggedModelChange { model_id, record, set_tags, delete_tags, params })
+    "logged_model": varint(13) + s("m-1")
+    + varint(0) + s("model") + s("mlflow-artifacts:/0/models/m-1/artifacts") + varint(1)
+    + s("") + s("sklearn") + s("r1") + zigzag(5) + zigzag(6) + b"\x00"
+    + seq([tag("team", "risk")]) + seq([s("old")]) + seq([tag("alpha", "0.5")]),
+    "run_models": varint(14) + s("r1") + seq([s("m-1")]) + seq([s("m-2") + zigzag(3)]),
+    # Registry { changes: [PutAlias { id, alias, version }], events: [EventRecord] }
+    "registry": varint(15)
+    + seq([varint(8) + varint(0) + s("champion") + varint(2)])
+    + seq([varint(0) + varint(1) + zigzag(7) + s("alice") + s("set_alias") + s("fraud")
+           + b"\x01" + s("2") + b"\x01" + s("champion") + b"\x00" + b"\x01" + s("2")]),
 }
 
 # --- catalog base checkpoint: magic, lsn, entries [tree u8][klen u32][vlen u32][k][v], 0xff,
 # --- count u64, crc32 of everything before it ------------------------------------------------------
 CKPT_MAGIC = b"QVCKPT\x00\x01"
-TREES = 14  # len(TREES) in store/src/catalog/kv.rs
+TREES = 29  # len(TREES) in store/src/catalog/kv.rs
 
 
 def checkpoint(lsn, entries):
@@ -112,6 +123,9 @@ FILTERS = [
     "name ILIKE '%x_%' and experiment_id IN ('0') and creation_time > 5",
     "metrics.`val loss` DESC",
     "a = 'b' OR c = 'd'",
+    "name LIKE 'fraud%' AND tag.`mlflow.prompt.is_prompt` != 'true'",
+    "version_number >= 2 AND run_id IN ('r1', 'r2') AND source_path = 's3://b'",
+    "metrics.acc > 0.5 AND status = 'LOGGED_MODEL_READY' AND params.alpha != '1'",
 ]
 
 
