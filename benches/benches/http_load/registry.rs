@@ -27,7 +27,9 @@ use quiver_benches::{mib, scaled, server_options};
 use quiver_store::{CreateModelVersion, RegistrySearch, Stage, Store, Tag};
 use serde_json::Value;
 
-use super::{agent, get_body, ms, percentile, post_json, timed_gets, Report, Server};
+use super::{
+    agent, get_body, latency_row_noted, ms, percentile, post_json, timed_gets, Report, Server,
+};
 
 /// The filter the mlflow client sends for `search_registered_models("name LIKE 'model-01%'")`.
 const MODELS_FILTER: &str = "name LIKE 'model-01%' AND tag.`mlflow.prompt.is_prompt` != 'true'";
@@ -376,17 +378,7 @@ fn create_versions(
 
 /// A row of p50 / p99 against the informational [`TARGET`].
 fn row(r: &mut Report, label: &str, sorted: &[Duration]) {
-    let p50 = percentile(sorted, 0.5);
-    r.row(
-        label,
-        format!(
-            "p50 {:.3} / p99 {:.3} ms",
-            ms(p50),
-            ms(percentile(sorted, 0.99))
-        ),
-        &format!("p50 ≤ {} ms (informational)", ms(TARGET)),
-        Some(p50 <= TARGET),
-    );
+    latency_row_noted(r, label, sorted, TARGET, " (informational)");
 }
 
 /// A context row of the same read through the library.
