@@ -50,10 +50,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The store hit an unrecoverable write failure earlier (for example a failed fsync) and refuses
-    /// further writes, so that no write is acknowledged that might not be durable.
+    /// The store hit a write failure earlier (for example a failed fsync) and refuses further
+    /// writes until it has recovered from its durable state (which it retries by itself), so
+    /// that no write is acknowledged that might not be durable.
     #[error("store refuses writes after an earlier failure: {0}")]
     Poisoned(String),
+    /// The disk the store writes to is full (`ENOSPC`, or a quota): the write was not made.
+    /// Writes succeed again once space is freed, without restarting.
+    #[error("the store's disk is full: {0}; writes resume once space is freed")]
+    DiskFull(String),
     /// An internal invariant or library call failed (Parquet, the catalog engine, a format version).
     #[error("internal error: {0}")]
     Internal(String),
@@ -70,6 +75,8 @@ pub enum ErrorCode {
     InvalidParameterValue,
     /// `INVALID_STATE` (HTTP 500 in MLflow).
     InvalidState,
+    /// `RESOURCE_EXHAUSTED`: the store's disk is full (HTTP 507 here).
+    ResourceExhausted,
     /// `INTERNAL_ERROR` (HTTP 500).
     InternalError,
 }
@@ -82,6 +89,7 @@ impl ErrorCode {
             ErrorCode::ResourceAlreadyExists => "RESOURCE_ALREADY_EXISTS",
             ErrorCode::InvalidParameterValue => "INVALID_PARAMETER_VALUE",
             ErrorCode::InvalidState => "INVALID_STATE",
+            ErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
             ErrorCode::InternalError => "INTERNAL_ERROR",
         }
     }
@@ -95,10 +103,35 @@ impl Error {
             Error::AlreadyExists(_) => ErrorCode::ResourceAlreadyExists,
             Error::InvalidParameter(_) => ErrorCode::InvalidParameterValue,
             Error::InvalidState(_) => ErrorCode::InvalidState,
+            _ if self.is_disk_full() => ErrorCode::ResourceExhausted,
             _ => ErrorCode::InternalError,
         }
     }
 
+    /// Whether this is a full disk: [`Error::DiskFull`], or an I/O error `ENOSPC`/`EDQUOT`.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::DiskFull(_) => true,
+            Error::Io { source, .. } => is_disk_full(source),
+            _ => false,
+        }
+    }
+
+    /// The message to show a remote client: like `Display`, but without the paths of the
+    /// server's files (log the error itself for the operator).
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Io { source, .. } if is_disk_full(source) => {
+                format!("the store's disk is full ({source}); writes resume once space is freed")
+            }
+            Error::Io { source, .. } => format!("I/O error in the store: {source}"),
+            Error::Corruption { detail, .. } => {
+                format!("data corruption in a store file: {detail}")
+            }
+            Error::Locked { pid, .. } => format!("the store is locked by pid {pid}"),
+            other => other.to_string(),
+        }
+    }
     /// Wraps an I/O error with the path it concerns.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
@@ -114,6 +147,12 @@ impl Error {
             detail: detail.into(),
         }
     }
+}
+
+/// Whether an I/O error means the disk is full (`ENOSPC`) or a quota is exhausted (`EDQUOT`).
+pub(crate) fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || e.kind() == std::io::ErrorKind::StorageFull
 }
 
 /// Attaches a path to `std::io::Result`s.

@@ -34,6 +34,7 @@ pub mod artifact_path;
 pub mod blobs;
 mod catalog;
 mod error;
+mod faults;
 mod fsutil;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -53,6 +54,7 @@ mod wal;
 pub use arrow;
 pub use blobs::{BlobBytes, Digest, GcReport};
 pub use error::{Error, ErrorCode, Result};
+pub use faults::FaultInjection;
 pub use metrics::MetricsStats;
 pub use model_types::*;
 pub use query::QueryOptions;

@@ -11,9 +11,11 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::kv::{Kv, TREES};
 use crate::error::{Error, IoContext, Result};
+use crate::faults::{injected, FaultInjection, FaultPoint};
 use crate::ops::Op;
 
 const BASE_MAGIC: &[u8; 8] = b"QVCKPT\x00\x01";
@@ -147,6 +149,10 @@ pub(crate) struct DeltaLog {
     size: u64,
     /// The LSN of the last record; appends of records at or below it are skipped.
     last_lsn: u64,
+    /// A failed append may have left bytes past `size` that could not be cut off yet.
+    torn: bool,
+    /// Failures to inject (tests).
+    faults: Option<Arc<FaultInjection>>,
 }
 
 impl DeltaLog {
@@ -189,6 +195,8 @@ impl DeltaLog {
                 file,
                 size: valid as u64,
                 last_lsn: last,
+                torn: false,
+                faults: None,
             },
             last,
         ))
@@ -197,7 +205,15 @@ impl DeltaLog {
     /// Appends framed records and makes them durable before returning. Records at or below the
     /// last LSN already in the log are skipped: a crash between carrying a log file forward and
     /// deleting it makes the next process carry the same file again.
+    ///
+    /// A failed append cuts the file back to its last good length (retried by the next append
+    /// if that fails too), so records appended later are never stranded behind a torn one.
     pub(crate) fn append(&mut self, records: &[(u64, Vec<u8>)]) -> Result<()> {
+        if self.torn {
+            self.file.set_len(self.size).at(&self.path)?;
+            self.file.sync_all().at(&self.path)?;
+            self.torn = false;
+        }
         let mut buf = Vec::new();
         let mut last = self.last_lsn;
         for (lsn, payload) in records {
@@ -209,11 +225,36 @@ impl DeltaLog {
         if buf.is_empty() {
             return Ok(());
         }
-        self.file.write_all(&buf).at(&self.path)?;
-        self.file.sync_data().at(&self.path)?;
+        let written = match injected(&self.faults, FaultPoint::DeltaAppend) {
+            Some(e) => {
+                let _ = self.file.write_all(&buf[..buf.len() / 2]);
+                Err(e)
+            }
+            None => self
+                .file
+                .write_all(&buf)
+                .and_then(|_| self.file.sync_data()),
+        };
+        if let Err(e) = written {
+            self.torn = true;
+            if self
+                .file
+                .set_len(self.size)
+                .and_then(|_| self.file.sync_all())
+                .is_ok()
+            {
+                self.torn = false;
+            }
+            return Err(Error::io(&self.path, e));
+        }
         self.size += buf.len() as u64;
         self.last_lsn = last;
         Ok(())
+    }
+
+    /// Makes appends fail as `faults` says (tests).
+    pub(crate) fn set_faults(&mut self, faults: Option<Arc<FaultInjection>>) {
+        self.faults = faults;
     }
 
     /// Empties the log (after a new base covers it), durably.

@@ -13,6 +13,7 @@ pub(crate) mod kv;
 pub(crate) mod models;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -138,7 +139,16 @@ fn u64_value(v: Option<kv::Value>) -> u64 {
 impl Catalog {
     /// Opens the catalog database in `dir`.
     pub(crate) fn open(dir: &Path) -> Result<Catalog> {
-        let kv = Kv::open(dir)?;
+        Catalog::on(Kv::open(dir)?)
+    }
+
+    /// The same catalog, staged: its writes go into `overlay` (and its reads see them) until
+    /// promoted into the database (see [`kv`]'s "Staged writes").
+    pub(crate) fn staged(&self, overlay: Arc<kv::Overlay>) -> Result<Catalog> {
+        Catalog::on(self.kv.staged(overlay))
+    }
+
+    fn on(kv: Kv) -> Result<Catalog> {
         let t = |name: &str| kv.tree(name);
         Ok(Catalog {
             meta: t("meta")?,

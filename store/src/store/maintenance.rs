@@ -17,6 +17,8 @@ impl Inner {
         let upto = {
             let _commit = self.commit.lock().expect("commit lock");
             let upto = self.wal.rotate()?;
+            // Every op up to `upto` is durable now; its points must be in the buffer frozen.
+            self.publish_through(upto)?;
             self.metrics.freeze(upto);
             upto
         };
@@ -61,8 +63,10 @@ impl Inner {
         }
         let _commit = self.commit.lock().expect("commit lock");
         let lsn = self.wal.next_lsn() - 1;
-        // The base may only cover ops that are durable in the log.
+        // The base may only cover ops that are durable in the log, and must hold all of them.
         self.wal.sync_to(lsn)?;
+        self.publish_through(lsn)?;
+        debug_assert!(self.overlay.is_empty(), "every staged write is published");
         let size = checkpoint::write_base(&self.dir.join("catalog"), self.catalog.kv(), lsn)?;
         delta.reset()?;
         self.base_lsn.store(lsn, Ordering::Release);
@@ -118,6 +122,7 @@ impl Inner {
                     return;
                 }
             }
+            self.heal_if_refusing();
             if self.wants_flush(last_flush.elapsed()) {
                 if let Err(e) = self.flush() {
                     tracing::error!(error = %e, "background flush failed");

@@ -13,11 +13,19 @@
 //! ```
 //!
 //! # Write path
-//! A write takes the commit lock, validates against the catalog, appends one [`Op`] to the log,
-//! applies it to the catalog and metric buffer, releases the lock, then waits for the log to be
-//! fsynced (group commit: concurrent writers share one fsync). When a write method returns `Ok`,
-//! the write survives `kill -9` and power loss. Readers may see a write shortly before it is
-//! durable; if the fsync fails the store refuses every later write ([`Error::Poisoned`]).
+//! A write takes the commit lock, validates against the *staged* catalog (the catalog plus every
+//! op logged but not yet durable), appends one [`Op`] to the log, applies it to the staged
+//! catalog only, releases the lock, then waits for the log to be fsynced (group commit:
+//! concurrent writers share one fsync). Once the op is durable it is *published*, in log order:
+//! its catalog writes are promoted into the catalog that readers see, its points enter the
+//! metric buffer, the run index takes it. So a reader never sees a write that is not durable, and
+//! when a write method returns `Ok`, the write survives `kill -9` and power loss and is visible.
+//!
+//! If the log fails (a full disk, an I/O error), nothing staged after the last durable op is
+//! ever published: the staged writes are dropped and every write is refused
+//! ([`Error::DiskFull`] or [`Error::Poisoned`]) until the log has been brought back from its
+//! durable state ([`crate::wal`]), which the store retries by itself at most once a second
+//! (from the background thread, and from the next write), without a restart.
 
 mod artifacts;
 mod deployments;
@@ -30,16 +38,19 @@ mod recovery;
 pub(crate) mod registry;
 mod runs;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::blobs::BlobStore;
 use crate::catalog::checkpoint::DeltaLog;
+use crate::catalog::kv::Overlay;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::faults::FaultInjection;
 use crate::lock::DirLock;
 use crate::metrics::MetricsStore;
 use crate::ops::Op;
@@ -73,6 +84,8 @@ pub struct StoreOptions {
     /// opening, so that the first search after a restart does not pay for it (about 2.6 s and
     /// 1.3 KB per run at 100,000 runs). Otherwise an experiment is indexed on its first search.
     pub index_on_open: bool,
+    /// I/O failures to inject, for tests of the store's behaviour on a failing disk.
+    pub faults: Option<Arc<FaultInjection>>,
 }
 
 impl Default for StoreOptions {
@@ -87,6 +100,7 @@ impl Default for StoreOptions {
             checkpoint_min_delta_bytes: 16 << 20,
             background: true,
             index_on_open: true,
+            faults: None,
         }
     }
 }
@@ -122,10 +136,25 @@ pub struct Store {
 pub(crate) struct Inner {
     dir: PathBuf,
     options: StoreOptions,
-    /// Serializes validate + log append + apply, so the log order is the apply order.
+    /// Serializes validate + log append + staged apply, so the log order is the apply order.
     commit: Mutex<()>,
+    /// Held shared by every write from before its append until it is published or failed;
+    /// held exclusively while the store recovers from a failed log write.
+    gate: RwLock<()>,
     wal: Wal,
+    /// The catalog readers see: durable writes only.
     catalog: Catalog,
+    /// The same catalog with the writes of logged but not yet durable ops laid over it: what
+    /// writes are validated against and applied to first.
+    staged: Catalog,
+    /// Where `staged` keeps those writes until they are promoted into `catalog`.
+    overlay: Arc<Overlay>,
+    /// Ops appended to the log and staged, not yet published, in LSN order.
+    pending: Mutex<VecDeque<(u64, Op)>>,
+    /// The LSN of the last published op; held while publishing, so ops publish in order.
+    published: Mutex<u64>,
+    /// When the store last tried to recover from a failed log write.
+    last_heal: Mutex<Option<Instant>>,
     metrics: MetricsStore,
     blobs: BlobStore,
     delta: Mutex<DeltaLog>,
@@ -200,6 +229,17 @@ impl Store {
         self.inner.flush()
     }
 
+    /// `Ok` if the store accepts writes now, else why not: [`Error::DiskFull`] or
+    /// [`Error::Poisoned`] after a failed write to its log, until the store has recovered from
+    /// its durable state (it retries by itself at most once a second; this call retries too).
+    /// What a health check reports.
+    pub fn writable(&self) -> Result<()> {
+        match self.inner.write_refusal() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// Merges small metric segments if there are many. Returns whether it did.
     pub fn compact(&self) -> Result<bool> {
         let o = &self.inner.options;
@@ -270,32 +310,87 @@ impl Inner {
         &self.metrics
     }
 
-    /// Runs one write: `build` validates against the catalog and returns the op to log (or none
-    /// for a no-op) and the caller's result. Returns once the op is durable.
+    /// Runs one write: `build` validates against the staged catalog and returns the op to log
+    /// (or none for a no-op) and the caller's result. Returns once the op is durable and
+    /// published (visible to readers).
     fn commit<T>(&self, build: impl FnOnce(&Catalog) -> Result<(Option<Op>, T)>) -> Result<T> {
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(Error::Poisoned(
-                "an earlier write could not be applied; reopen the store".into(),
-            ));
-        }
+        self.heal_if_refusing();
+        let gate = self
+            .gate
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.check_writable()?;
         let guard = self.commit.lock().expect("commit lock");
-        let (op, out) = build(&self.catalog)?;
+        let (op, out) = build(&self.staged)?;
         let Some(op) = op else {
             return Ok(out);
         };
         let lsn = self.wal.append_with(|buf| op.encode_into(buf))?;
-        if let Err(e) = self.apply(lsn, &op) {
+        self.overlay.begin(lsn);
+        if let Err(e) = self.staged.apply(&op) {
             self.poisoned.store(true, Ordering::Release);
+            tracing::error!(error = %e, lsn, "applying a logged op failed; refusing writes");
             return Err(e);
         }
+        self.pending
+            .lock()
+            .expect("pending ops")
+            .push_back((lsn, op));
         drop(guard);
         self.wal.sync_to(lsn)?;
+        self.publish_through(lsn)?;
+        drop(gate);
         Ok(out)
     }
 
-    /// Applies a logged op to the catalog and the metric buffer.
-    fn apply(&self, lsn: u64, op: &Op) -> Result<()> {
-        self.catalog.apply(op)?;
+    /// Fails with the reason if the store refuses writes.
+    fn check_writable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned(
+                "an earlier write could not be applied to the catalog; restart the server \
+                 (or reopen the store) to recover it from the log"
+                    .into(),
+            ));
+        }
+        match self.wal.refusal() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Publishes, in log order, every pending op that is durable, at least up to `lsn` (which
+    /// must be durable): promotes its staged catalog writes, adds its points to the metric
+    /// buffer, updates the run index. Returns once ops up to `lsn` are visible to readers.
+    pub(super) fn publish_through(&self, lsn: u64) -> Result<()> {
+        let mut published = self.published.lock().expect("publish lock");
+        if *published >= lsn {
+            return Ok(());
+        }
+        let durable = self.wal.durable_lsn().max(lsn);
+        loop {
+            let next = {
+                let mut pending = self.pending.lock().expect("pending ops");
+                match pending.front() {
+                    Some((l, _)) if *l <= durable => pending.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some((l, op)) = next else { break };
+            if let Err(e) = self.overlay.promote_through(l) {
+                self.poisoned.store(true, Ordering::Release);
+                tracing::error!(error = %e, lsn = l, "publishing a durable op failed; refusing writes");
+                return Err(e);
+            }
+            self.apply_derived(l, &op);
+            *published = l;
+        }
+        *published = (*published).max(lsn);
+        Ok(())
+    }
+
+    /// Applies a published op to the state derived from the catalog and the log: the metric
+    /// buffer and the run index.
+    fn apply_derived(&self, lsn: u64, op: &Op) {
         if let Op::LogBatch(batch) = op {
             self.metrics.apply(lsn, batch);
         }
@@ -305,6 +400,51 @@ impl Inner {
             tracing::warn!(error = %e, "run index update failed; it will be rebuilt");
             self.run_index.clear();
         }
+    }
+
+    /// Why the store refuses writes right now, if it does (a failed log write it has not yet
+    /// recovered from, a full disk). Tries to recover first when that is due.
+    pub(crate) fn write_refusal(&self) -> Option<Error> {
+        self.heal_if_refusing();
+        self.check_writable().err()
+    }
+
+    /// If the log refuses writes and no attempt was made in the last second, brings the store
+    /// back from its durable state: waits for every write in flight to end (they fail), then
+    /// publishes the ops the log made durable before it failed, drops every other staged write,
+    /// and recovers the log ([`Wal::recover`]), which fails while the disk is still full.
+    pub(crate) fn heal_if_refusing(&self) {
+        if self.wal.refusal().is_none() {
+            return;
+        }
+        {
+            let mut last = self.last_heal.lock().expect("heal lock");
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let _gate = self
+            .gate
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _commit = self.commit.lock().expect("commit lock");
+        if let Err(e) = self.heal() {
+            tracing::warn!(error = %e, "the store still cannot write; will retry");
+        }
+    }
+
+    fn heal(&self) -> Result<()> {
+        let durable = self.wal.recover()?;
+        {
+            let mut pending = self.pending.lock().expect("pending ops");
+            while pending.back().is_some_and(|(l, _)| *l > durable) {
+                pending.pop_back();
+            }
+        }
+        self.publish_through(durable)?;
+        self.overlay.clear();
+        debug_assert!(self.pending.lock().expect("pending ops").is_empty());
         Ok(())
     }
 }

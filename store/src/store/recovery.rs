@@ -1,12 +1,14 @@
 //! Opening a store directory (creating or recovering it) and closing it cleanly.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use super::{now_ms, Inner, StoreOptions};
 use crate::blobs::BlobStore;
 use crate::catalog::checkpoint::{self, DeltaLog};
+use crate::catalog::kv::Overlay;
 use crate::catalog::Catalog;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{atomic_write, create_dir_durable, sync_dir};
@@ -111,11 +113,14 @@ pub(super) fn open(dir: &Path, options: StoreOptions) -> Result<Inner> {
         }
     };
 
+    let mut delta = delta;
+    delta.set_faults(options.faults.clone());
     let metrics_lsn = metrics.persisted_lsn();
     let floor = catalog_lsn.max(metrics_lsn) + 1;
     let after = catalog_lsn.min(metrics_lsn);
     let wal_options = WalOptions {
         segment_bytes: options.wal_segment_bytes,
+        faults: options.faults.clone(),
     };
     let (wal, report) = Wal::open(
         &dir.join("wal"),
@@ -151,12 +156,21 @@ pub(super) fn open(dir: &Path, options: StoreOptions) -> Result<Inner> {
         "store recovered"
     );
 
+    let overlay = Arc::new(Overlay::new(catalog.kv())?);
+    let staged = catalog.staged(overlay.clone())?;
+    let published = wal.next_lsn() - 1;
     let inner = Inner {
         dir: dir.to_path_buf(),
         options,
         commit: Mutex::new(()),
+        gate: RwLock::new(()),
         wal,
         catalog,
+        staged,
+        overlay,
+        pending: Mutex::new(VecDeque::new()),
+        published: Mutex::new(published),
+        last_heal: Mutex::new(None),
         metrics,
         blobs,
         delta: Mutex::new(delta),
@@ -196,6 +210,7 @@ pub(super) fn close(inner: &Inner) -> Result<()> {
     let _guard = inner.commit.lock().expect("commit lock");
     let lsn = inner.wal.next_lsn() - 1;
     inner.wal.sync_to(lsn)?;
+    inner.publish_through(lsn)?;
     inner.catalog.set_applied_lsn(lsn)?;
     inner.catalog.flush()?;
     atomic_write(

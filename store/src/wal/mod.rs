@@ -13,8 +13,10 @@
 //!   takes the whole buffer, writes and fsyncs it under the I/O lock — never under the append
 //!   lock — while other callers wait on a condvar; one fsync thus covers every record appended
 //!   before the leader took the buffer.
-//! * A failed write or fsync poisons the log for good: its outcome on disk is unknown, and an
-//!   fsync cannot be retried safely after the kernel dropped the dirty pages.
+//! * A failed write or fsync poisons the log: its outcome on disk is unknown, and an fsync
+//!   cannot be retried safely after the kernel dropped the dirty pages. [`Wal::recover`] brings
+//!   it back into service from what is known durable: the active segment is cut back to the end
+//!   of its last successful fsync, so nothing written after it can resurface in a later replay.
 //!
 //! Lock order: `io` → `append` → `closed`; `sync` is never held while taking another lock.
 
@@ -27,9 +29,10 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 
 use crate::error::{Error, Result};
+use crate::faults::FaultInjection;
 use crate::fsutil::{create_dir_durable, sync_dir};
 
 pub(crate) use record::{decode_frames, decode_frames_with, encode_frame};
@@ -44,6 +47,8 @@ pub(crate) struct WalOptions {
     /// The active segment is closed and a new one started once it holds at least this many
     /// bytes (the record that crosses the limit stays in the old segment). Default 64 MiB.
     pub(crate) segment_bytes: u64,
+    /// Failures to inject (tests).
+    pub(crate) faults: Option<Arc<FaultInjection>>,
 }
 
 impl Default for WalOptions {
@@ -51,6 +56,26 @@ impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_bytes: 64 << 20,
+            faults: None,
+        }
+    }
+}
+
+/// Why the log refuses writes.
+#[derive(Debug, Clone)]
+struct PoisonCause {
+    /// What failed (no file paths: it reaches clients).
+    message: String,
+    /// The failure was a full disk.
+    disk_full: bool,
+}
+
+impl PoisonCause {
+    fn error(&self) -> Error {
+        if self.disk_full {
+            Error::DiskFull(self.message.clone())
+        } else {
+            Error::Poisoned(self.message.clone())
         }
     }
 }
@@ -99,8 +124,9 @@ pub(crate) struct Wal {
     io: Mutex<IoState>,
     /// Closed segments, oldest first.
     closed: Mutex<Vec<SegmentInfo>>,
-    /// Set once, by the first failed write or fsync (or a panic while holding a lock).
-    poison: OnceLock<String>,
+    /// Set by the first failed write or fsync (or a panic while holding a lock); cleared by
+    /// [`Wal::recover`].
+    poison: RwLock<Option<PoisonCause>>,
     /// Bytes in all segment files (closed and active).
     size_bytes: AtomicU64,
     /// Number of record fsyncs issued (for tests and metrics).
@@ -191,7 +217,7 @@ impl Wal {
             synced: Condvar::new(),
             io: Mutex::new(IoState::new(active)),
             closed: Mutex::new(scan.segments),
-            poison: OnceLock::new(),
+            poison: RwLock::new(None),
             size_bytes: AtomicU64::new(size),
             fsyncs: AtomicU64::new(0),
         };
@@ -360,23 +386,33 @@ impl Wal {
         self.fsyncs.load(Ordering::Relaxed)
     }
 
-    /// `Err(Poisoned)` if an earlier write or fsync failed.
+    /// `Err(Poisoned)` (or `Err(DiskFull)`) if an earlier write or fsync failed.
     fn check_poison(&self) -> Result<()> {
-        match self.poison.get() {
-            Some(why) => Err(Error::Poisoned(why.clone())),
+        match &*self.poison.read().unwrap_or_else(PoisonError::into_inner) {
+            Some(cause) => Err(cause.error()),
             None => Ok(()),
         }
     }
 
+    /// Why the log refuses writes, if it does.
+    pub(crate) fn refusal(&self) -> Option<Error> {
+        self.check_poison().err()
+    }
+
     /// Poisons the log (the first reason wins) and returns the error to report.
-    fn poison(&self, why: String) -> Error {
-        let why = self.poison.get_or_init(|| why);
-        Error::Poisoned(why.clone())
+    fn poison(&self, message: String, disk_full: bool) -> Error {
+        let mut poison = self.poison.write().unwrap_or_else(PoisonError::into_inner);
+        poison
+            .get_or_insert(PoisonCause { message, disk_full })
+            .error()
     }
 
     /// Poisons the log because a thread panicked while holding one of its locks.
     fn poisoned_lock(&self) -> Error {
-        self.poison("a thread panicked while holding a WAL lock".to_string())
+        self.poison(
+            "a thread panicked while holding a WAL lock".to_string(),
+            false,
+        )
     }
 
     /// Locks `m`; a lock poisoned by a panic poisons the log.
@@ -398,7 +434,7 @@ impl Drop for Leader<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.wal
-                .poison("a WAL writer panicked during a sync".to_string());
+                .poison("a WAL writer panicked during a sync".to_string(), false);
         }
         let mut st = self.wal.sync.lock().unwrap_or_else(PoisonError::into_inner);
         st.syncing = false;

@@ -395,6 +395,7 @@ fn rotation_by_size_keeps_segments_near_the_limit() {
     const LIMIT: u64 = 200;
     let opts = WalOptions {
         segment_bytes: LIMIT,
+        ..WalOptions::default()
     };
     let dir = tempfile::tempdir().unwrap();
     let (wal, _, _) = open_collect(dir.path(), opts.clone(), 1, 0).unwrap();
@@ -475,7 +476,10 @@ fn next_lsn_floor_applies_when_the_log_is_empty_or_behind() {
 #[test]
 fn concurrent_rotate_and_truncate_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = WalOptions { segment_bytes: 512 };
+    let opts = WalOptions {
+        segment_bytes: 512,
+        ..WalOptions::default()
+    };
     let (wal, _, _) = open_collect(dir.path(), opts.clone(), 1, 0).unwrap();
     let wal = Arc::new(wal);
     let writers: Vec<_> = (0..3u64)
@@ -538,6 +542,52 @@ fn a_failed_write_poisons_the_log() {
     drop(wal);
     let (_wal, _, seen) = open_all(dir.path());
     assert_eq!(seen, vec![(1, b"a".to_vec())]);
+}
+
+#[test]
+fn a_recovered_log_forgets_what_was_not_durable_and_appends_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = std::sync::Arc::new(crate::FaultInjection::default());
+    let opts = WalOptions {
+        segment_bytes: 256,
+        faults: Some(faults.clone()),
+    };
+    let (wal, _, _) = open_collect(dir.path(), opts.clone(), 1, 0).unwrap();
+    for p in [b"a", b"b"] {
+        let lsn = wal.append(p).unwrap();
+        wal.sync_to(lsn).unwrap();
+    }
+    // Half of the next write reaches the file, then the disk is full.
+    faults.fail_wal_writes(1);
+    let lsn = wal.append(&[7u8; 100]).unwrap();
+    let err = wal.sync_to(lsn).unwrap_err();
+    assert!(matches!(err, Error::DiskFull(_)), "{err}");
+    assert!(wal.refusal().is_some());
+    // Still full: recovery fails and the log keeps refusing.
+    faults.fail_wal_writes(1);
+    assert!(wal.recover().is_err());
+    assert!(matches!(wal.append(b"x"), Err(Error::DiskFull(_))));
+    // Space is back.
+    assert_eq!(wal.recover().unwrap(), 2);
+    assert!(wal.refusal().is_none());
+    // A failed fsync: the data was written, yet is forgotten too.
+    faults.fail_wal_syncs(1);
+    let lsn = wal.append(b"lost").unwrap();
+    assert_eq!(lsn, 3);
+    assert!(wal.sync_to(lsn).is_err());
+    assert_eq!(wal.recover().unwrap(), 2);
+    // Appends go on from the last durable record, across segment rotations.
+    for i in 0..20u8 {
+        let lsn = wal.append(&[i; 40]).unwrap();
+        wal.sync_to(lsn).unwrap();
+    }
+    drop(wal);
+    let (_wal, report, seen) = open_collect(dir.path(), opts, 1, 0).unwrap();
+    assert_eq!(report.discarded_tail_bytes, 0);
+    assert_eq!(seen.len(), 22);
+    assert_eq!(&seen[..2], &[(1, b"a".to_vec()), (2, b"b".to_vec())]);
+    assert_consecutive(&seen, 1);
+    assert_eq!(seen[2].1, vec![0u8; 40]);
 }
 
 proptest! {

@@ -5,10 +5,12 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::PoisonError;
 
 use super::record::{segment_path, FRAME_HEADER, MAGIC};
-use super::{Lsn, SegmentInfo, Wal};
+use super::{reader, Lsn, SegmentInfo, Wal};
 use crate::error::{IoContext, Result};
+use crate::faults::{injected, FaultPoint};
 use crate::fsutil::sync_dir;
 
 /// A spare buffer larger than this is dropped after a flush rather than kept for reuse.
@@ -35,6 +37,8 @@ pub(super) struct ActiveSegment {
     pub(super) bytes: u64,
     /// The file's length: `bytes` plus zeros filled ahead.
     allocated: u64,
+    /// `bytes` and `last_lsn` as of the last successful fsync: what is known durable.
+    synced: (u64, Option<Lsn>),
 }
 
 /// State owned by the writer: guarded by `Wal::io`, held during writes and fsyncs.
@@ -75,6 +79,7 @@ pub(super) fn create_segment(dir: &Path, first_lsn: Lsn) -> Result<ActiveSegment
         last_lsn: None,
         bytes: MAGIC.len() as u64,
         allocated: MAGIC.len() as u64,
+        synced: (MAGIC.len() as u64, None),
     })
 }
 
@@ -96,7 +101,9 @@ impl Wal {
         };
         let result = self.write_and_sync(io, &batch, last, force_rotate);
         if let Err(e) = result {
-            return Err(self.poison(format!("WAL write failed: {e}")));
+            tracing::error!(error = %e, "write-ahead log write failed; refusing writes until it recovers");
+            let message = format!("write-ahead log write failed: {}", e.public_message());
+            return Err(self.poison(message, e.is_disk_full()));
         }
         batch.clear();
         if batch.capacity() <= KEEP_SPARE_BYTES {
@@ -125,7 +132,7 @@ impl Wal {
             let has_records = io.active.last_lsn.is_some() || pending > 0;
             if has_records && io.active.bytes + pending >= self.opts.segment_bytes {
                 self.write_chunk(&mut io.active, &batch[chunk_start..pos], lsn - 1)?;
-                self.fsync(&io.active)?;
+                self.fsync(&mut io.active)?;
                 self.start_segment(io, lsn)?;
                 chunk_start = pos;
             }
@@ -133,7 +140,7 @@ impl Wal {
         }
         if chunk_start < batch.len() {
             self.write_chunk(&mut io.active, &batch[chunk_start..], last)?;
-            self.fsync(&io.active)?;
+            self.fsync(&mut io.active)?;
         }
         if force_rotate && io.active.last_lsn.is_some() {
             self.start_segment(io, last + 1)?;
@@ -145,6 +152,11 @@ impl Wal {
     fn write_chunk(&self, active: &mut ActiveSegment, bytes: &[u8], last_lsn: Lsn) -> Result<()> {
         if bytes.is_empty() {
             return Ok(());
+        }
+        if let Some(e) = injected(&self.opts.faults, FaultPoint::WalWrite) {
+            let half = &bytes[..bytes.len() / 2];
+            let _ = active.file.write_all_at(half, active.bytes);
+            return Err(e).at(&active.path);
         }
         let end = active.bytes + bytes.len() as u64;
         if end > active.allocated {
@@ -168,9 +180,13 @@ impl Wal {
         Ok(())
     }
 
-    /// `sync_data` on the active segment, counted.
-    fn fsync(&self, active: &ActiveSegment) -> Result<()> {
+    /// `sync_data` on the active segment, counted; records what it made durable.
+    fn fsync(&self, active: &mut ActiveSegment) -> Result<()> {
+        if let Some(e) = injected(&self.opts.faults, FaultPoint::WalSync) {
+            return Err(e).at(&active.path);
+        }
         active.file.sync_data().at(&active.path)?;
+        active.synced = (active.bytes, active.last_lsn);
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -200,6 +216,88 @@ impl Wal {
         };
         self.lock(&self.closed)?.push(info);
         Ok(())
+    }
+}
+
+impl Wal {
+    /// Brings a log that refuses writes (after a failed write or fsync) back into service, from
+    /// what is known durable, and returns the last durable LSN: records up to it are on disk
+    /// (some may have been made durable by the failed flush before it failed) and will be
+    /// replayed after a restart; every record after it is forgotten, and the next append gets
+    /// the LSN after it.
+    ///
+    /// The active segment is cut back to the end of its last successful fsync (so bytes whose
+    /// fsync failed can never resurface in a replay), files of segments that were being created
+    /// are removed, and space for the next writes is claimed and fsynced: if the disk is still
+    /// full this fails, and the log keeps refusing writes.
+    ///
+    /// The caller must make sure no append or sync runs or starts meanwhile (the store holds its
+    /// commit gate exclusively). Does nothing but return the durable LSN if the log is healthy.
+    pub(crate) fn recover(&self) -> Result<Lsn> {
+        let mut io = self.io.lock().unwrap_or_else(PoisonError::into_inner);
+        self.io.clear_poison();
+        let durable_end = |a: &ActiveSegment| a.synced.1.unwrap_or(a.first_lsn - 1);
+        if self.check_poison().is_ok() {
+            return Ok(durable_end(&io.active));
+        }
+        let active = &mut io.active;
+        let (synced_bytes, synced_lsn) = active.synced;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&active.path)
+            .at(&active.path)?;
+        file.set_len(synced_bytes).at(&active.path)?;
+        file.sync_all().at(&active.path)?;
+        // Claim room for the next writes now: a disk that is still full fails here.
+        let zeros = vec![0u8; ZERO_AHEAD_BYTES as usize];
+        let claimed = match injected(&self.opts.faults, FaultPoint::WalWrite) {
+            Some(e) => Err(e),
+            None => file
+                .write_all_at(&zeros, synced_bytes)
+                .and_then(|_| file.sync_all()),
+        };
+        if let Err(e) = claimed {
+            let _ = file.set_len(synced_bytes);
+            return Err(e).at(&active.path);
+        }
+        for entry in std::fs::read_dir(&self.dir).at(&self.dir)? {
+            let path = entry.at(&self.dir)?.path();
+            let first = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(super::record::parse_segment_name);
+            if first.is_some_and(|first| first > active.first_lsn) {
+                reader::remove_segment(&path)?;
+            }
+        }
+        sync_dir(&self.dir)?;
+        active.file = file;
+        active.bytes = synced_bytes;
+        active.allocated = synced_bytes + ZERO_AHEAD_BYTES;
+        active.last_lsn = synced_lsn;
+        let durable = durable_end(active);
+        let closed_bytes: u64 = self.lock(&self.closed)?.iter().map(|s| s.bytes).sum();
+        self.size_bytes
+            .store(closed_bytes + active.bytes, Ordering::Relaxed);
+        {
+            let mut append = self.append.lock().unwrap_or_else(PoisonError::into_inner);
+            append.buf.clear();
+            append.next_lsn = durable + 1;
+        }
+        self.append.clear_poison();
+        {
+            let mut sync = self.sync.lock().unwrap_or_else(PoisonError::into_inner);
+            sync.durable_lsn = durable;
+            sync.syncing = false;
+        }
+        self.sync.clear_poison();
+        *self.poison.write().unwrap_or_else(PoisonError::into_inner) = None;
+        tracing::warn!(
+            durable_lsn = durable,
+            "write-ahead log recovered; writes resume"
+        );
+        Ok(durable)
     }
 }
 

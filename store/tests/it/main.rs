@@ -3,6 +3,7 @@
 mod api;
 mod artifacts;
 mod crash;
+mod faults;
 mod metrics;
 mod models;
 mod props;
