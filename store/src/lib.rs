@@ -55,7 +55,7 @@ pub use blobs::{BlobBytes, Digest, GcReport};
 pub use error::{Error, ErrorCode, Result};
 pub use metrics::MetricsStats;
 pub use model_types::*;
-pub use query::QueryOptions;
+pub use query::{QueryOptions, SqlStream};
 pub use search::{ExperimentPage, ExperimentSearch, RunPage, RunSearch, SEARCH_MAX_RESULTS};
 pub use store::{MetricHistory, Store, StoreOptions};
 pub use types::*;

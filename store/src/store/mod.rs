@@ -73,6 +73,9 @@ pub struct StoreOptions {
     /// opening, so that the first search after a restart does not pay for it (about 2.6 s and
     /// 1.3 KB per run at 100,000 runs). Otherwise an experiment is indexed on its first search.
     pub index_on_open: bool,
+    /// Limits of each SQL query ([`Store::sql`], [`Store::sql_stream`]): its memory pool and
+    /// time limit.
+    pub sql: crate::QueryOptions,
 }
 
 impl Default for StoreOptions {
@@ -87,6 +90,7 @@ impl Default for StoreOptions {
             checkpoint_min_delta_bytes: 16 << 20,
             background: true,
             index_on_open: true,
+            sql: crate::QueryOptions::default(),
         }
     }
 }
@@ -251,6 +255,11 @@ impl Store {
     /// The shared state, for readers that outlive a borrow of the store (SQL queries).
     pub(crate) fn shared(&self) -> &Arc<Inner> {
         &self.inner
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.inner.options
     }
 }
 
