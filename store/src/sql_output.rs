@@ -150,6 +150,41 @@ pub fn parquet(batches: &[RecordBatch], out: impl Write + Send) -> Result<(), Ar
     Ok(())
 }
 
+/// A Parquet file written batch by batch.
+pub struct ParquetEncoder<W: Write + Send> {
+    writer: parquet::arrow::ArrowWriter<W>,
+}
+
+impl<W: Write + Send> std::fmt::Debug for ParquetEncoder<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetEncoder").finish_non_exhaustive()
+    }
+}
+
+impl<W: Write + Send> ParquetEncoder<W> {
+    /// A Parquet writer of batches of `schema` to `out`.
+    pub fn new(out: W, schema: arrow::datatypes::SchemaRef) -> Result<Self, ArrowError> {
+        let writer = parquet::arrow::ArrowWriter::try_new(out, schema, None)
+            .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+        Ok(ParquetEncoder { writer })
+    }
+
+    /// Writes one batch (buffered into row groups).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ArrowError> {
+        self.writer
+            .write(batch)
+            .map_err(|e| ArrowError::ExternalError(Box::new(e)))
+    }
+
+    /// Writes what is buffered and the footer.
+    pub fn finish(self) -> Result<(), ArrowError> {
+        self.writer
+            .close()
+            .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
