@@ -56,13 +56,20 @@ pub(crate) fn run(
                 )
             };
             let batches = reader.map(|b| b.map_err(|_| cut_off())).chain(
-                std::iter::from_fn(|| (!complete.lock().unwrap().complete()).then(|| Err(cut_off())))
+                std::iter::from_fn(|| {
+                    (!complete.lock().unwrap().complete()).then(|| Err(cut_off()))
+                })
                 .take(1),
             );
             write(schema, batches, format, out)
         }
         None => local(store, query, |schema, batches| {
-            write(schema, batches.map(|b| b.map_err(anyhow::Error::from)), format, out)
+            write(
+                schema,
+                batches.map(|b| b.map_err(anyhow::Error::from)),
+                format,
+                out,
+            )
         }),
     }
 }

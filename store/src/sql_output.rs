@@ -107,7 +107,9 @@ impl std::fmt::Debug for ArrowIpcEncoder {
 
 impl ArrowIpcEncoder {
     /// The encoder and the bytes of the schema message.
-    pub fn new(schema: &arrow::datatypes::Schema) -> Result<(ArrowIpcEncoder, Vec<u8>), ArrowError> {
+    pub fn new(
+        schema: &arrow::datatypes::Schema,
+    ) -> Result<(ArrowIpcEncoder, Vec<u8>), ArrowError> {
         let mut writer = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), schema)?;
         let head = std::mem::take(writer.get_mut());
         Ok((ArrowIpcEncoder { writer }, head))

@@ -50,14 +50,20 @@ fn deep_queries_are_refused_and_the_server_lives_on() {
         assert_eq!(status, 400, "{}...: {body}", &query[..60]);
         assert_eq!(body["error_code"], "INVALID_PARAMETER_VALUE");
         assert!(
-            body["message"].as_str().unwrap().contains("too deeply nested"),
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("too deeply nested"),
             "{body}"
         );
         assert!(s.is_running(), "the server died on {}...", &query[..60]);
     }
     // Just within the bound, every kind of chain is answered.
     let within = [
-        (format!("SELECT {} AS n", chain(1000, "1", "+")), json!(1000)),
+        (
+            format!("SELECT {} AS n", chain(1000, "1", "+")),
+            json!(1000),
+        ),
         (
             format!(
                 "SELECT count(*) AS n FROM (SELECT 1 AS x WHERE {})",
@@ -194,7 +200,12 @@ fn one_query_stays_within_its_memory_pool_and_large_results_stream() {
 
     // The whole table, several times the pool, streams as JSON rows ...
     let (status, body) = read_all("SELECT * FROM metrics", &s, false);
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body.clone().unwrap_or_default()));
+    assert_eq!(
+        status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&body.clone().unwrap_or_default())
+    );
     let body = body.expect("a complete answer");
     let total = body.len();
     let v: Value = serde_json::from_slice(&body).expect("valid JSON");
@@ -210,10 +221,7 @@ fn one_query_stays_within_its_memory_pool_and_large_results_stream() {
     let (status, body) = read_all("SELECT * FROM metrics", &s, true);
     assert_eq!(status, 200);
     let batches = quiver_store::sql_output::from_arrow_ipc(&body.unwrap()).unwrap();
-    assert_eq!(
-        batches.iter().map(|b| b.num_rows()).sum::<usize>(),
-        points
-    );
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), points);
     drop(batches);
 
     let (hwm, rss) = memory_of(s.pid());
@@ -256,8 +264,10 @@ fn a_query_failing_midway_never_looks_complete() {
             Ok(bytes) => {
                 // Whatever arrived must not parse as a whole answer.
                 if arrow {
-                    assert!(quiver_store::sql_output::from_arrow_ipc(&bytes).is_err()
-                        || !bytes.ends_with(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]));
+                    assert!(
+                        quiver_store::sql_output::from_arrow_ipc(&bytes).is_err()
+                            || !bytes.ends_with(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0])
+                    );
                 } else {
                     assert!(serde_json::from_slice::<Value>(&bytes).is_err());
                 }

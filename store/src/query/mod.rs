@@ -83,8 +83,8 @@ use tokio::time::Instant;
 use crate::error::{Error, Result};
 use crate::store::{Inner, Store};
 
-pub use stream::SqlStream;
 use stream::Produced;
+pub use stream::SqlStream;
 
 /// Limits of one SQL query.
 #[derive(Debug, Clone)]
@@ -356,9 +356,7 @@ async fn produce(
                 .get_slice_memory_size()
                 .map_err(|e| from_datafusion(e.into()))?;
         }
-        reservation
-            .try_grow(bytes)
-            .map_err(from_datafusion)?;
+        reservation.try_grow(bytes).map_err(from_datafusion)?;
         let reservation = reservation.split(bytes);
         if tx.send(Ok(Produced { batch, reservation })).await.is_err() {
             return Ok(());

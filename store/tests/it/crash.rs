@@ -30,6 +30,7 @@ fn busy_options() -> StoreOptions {
         checkpoint_min_delta_bytes: 32 << 10,
         background: true,
         index_on_open: true,
+        sql: QueryOptions::default(),
     }
 }
 
