@@ -54,8 +54,18 @@
 //! ([`QueryOptions::timeout`]; the query is cancelled when it expires). Everything a query holds
 //! is reserved in its pool: DataFusion's operators reserve their state, each `metrics` scan
 //! partition the batch it has just produced (and a series it merges, see [`metrics`]), and
-//! [`Store::sql`] the result it gathers, so a query over more than its limit fails cleanly
-//! instead of growing without bound.
+//! [`Store::sql`] the result it gathers (a [`SqlStream`] the batches waiting for its reader), so
+//! a query over more than its limit fails cleanly instead of growing without bound. Values
+//! computed by scalar functions are not operator state; the functions that can amplify their
+//! input (`repeat`, `lpad`, `rpad`, `replace`, `regexp_replace`, `concat`, `encode`,
+//! `array_repeat`, `array_resize`, `range`, `generate_series`) are wrapped (`amplify`) to refuse a
+//! call producing more than 1/16 of the limit, judged from the arguments before the call.
+//!
+//! # Deep queries
+//! Parsing, dropping the syntax tree, planning, optimizing and evaluating all recurse over the
+//! query. They run on the module's runtime threads (64 MiB stacks, whatever thread called), and a
+//! query whose estimated depth (from its tokens, see `nesting`) is over 1000 is refused with
+//! [`Error::InvalidParameter`] ("too deeply nested") before it is parsed.
 
 mod amplify;
 mod metrics;
