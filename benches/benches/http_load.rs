@@ -16,6 +16,9 @@
 //! 6. `runs/search` on stores of 2,500 and 100,000 runs (phase `search`, see `search.rs`).
 //! 7. The model registry on a store of 1,000 registered models and 10,000 versions: searches,
 //!    get, alias lookup and `model-versions/create` (phase `registry`, see `registry.rs`).
+//! 8. `SELECT * FROM metrics` over 10,000,000 points streamed as Arrow IPC, on a server of its
+//!    own (VmHWM is per process): time, bytes, and the server's peak RSS against the SQL pool
+//!    (512 MiB) + 256 MiB (phase `sql_stream`).
 //!
 //! Everything is bounded in count and time and stops by itself; the temp dir is removed at the
 //! end. Without `--bench` (`cargo test --benches`) or with `--test`, a smoke run on small inputs.
@@ -170,6 +173,9 @@ fn main() {
     if phases.has("registry") {
         registry::registry(&bin, dir.path(), &mut r);
     }
+    if phases.has("sql_stream") {
+        sql_stream(&bin, dir.path(), &mut r);
+    }
 
     r.print();
     drop(dir);
@@ -182,7 +188,7 @@ fn main() {
 struct Phases(Vec<&'static str>);
 
 impl Phases {
-    const ALL: [&'static str; 7] = [
+    const ALL: [&'static str; 8] = [
         "ingest",
         "history",
         "bulk_interval",
@@ -190,6 +196,7 @@ impl Phases {
         "restart",
         "search",
         "registry",
+        "sql_stream",
     ];
 
     fn from_args() -> Phases {
@@ -1091,4 +1098,70 @@ impl Report {
             );
         }
     }
+}
+
+/// Phase `sql_stream`: the peak RSS of a server streaming `SELECT * FROM metrics` over 10 M
+/// points (10 runs × 1 M) as Arrow IPC, read by a client that counts the bytes as they come.
+fn sql_stream(bin: &Path, dir: &Path, r: &mut Report) {
+    let store = dir.join("sql-store");
+    let log = dir.join("sql-server.log");
+    let (server, _) = Server::start(bin, &store, &log);
+    let agent = agent();
+    let runs = 10;
+    let per_run = scaled(1_000_000, 10_000);
+    let t = Instant::now();
+    for i in 0..runs {
+        let run = server.create_run(&format!("sql-{i}"));
+        log_series(&agent, &server, &run, "loss", per_run);
+    }
+    let points = runs * per_run;
+    println!(
+        "  sql_stream: logged {points} points in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(settle());
+    let before = server.memory();
+    let t = Instant::now();
+    let resp = agent
+        .post(&server.api("/api/2.0/quiver/sql"))
+        .header("Accept", "application/vnd.apache.arrow.stream")
+        .content_type("application/json")
+        .send(r#"{"query": "SELECT * FROM metrics"}"#)
+        .expect("SQL request");
+    assert_eq!(resp.status(), 200);
+    let mut reader = resp.into_body().into_reader();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = reader.read(&mut buf).expect("reading the Arrow stream");
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+    }
+    let took = t.elapsed();
+    std::thread::sleep(settle());
+    let after = server.memory();
+    println!(
+        "  sql_stream: {bytes} bytes in {:.2} s; before: {}; after: {}",
+        took.as_secs_f64(),
+        before.describe(),
+        after.describe()
+    );
+    r.row(
+        &format!(
+            "SELECT * FROM metrics, {points} points as Arrow IPC: time ({} MiB)",
+            bytes >> 20
+        ),
+        format!("{:.2} s", took.as_secs_f64()),
+        "–",
+        None,
+    );
+    r.row(
+        "  peak server RSS (VmHWM) during it / RSS after",
+        format!("{:.1} MiB / {:.1} MiB", mib(after.hwm), mib(after.rss)),
+        "< 768 MiB (pool 512 + 256)",
+        Some(after.hwm < 768 << 20),
+    );
+    server.stop();
 }

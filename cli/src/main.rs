@@ -33,6 +33,10 @@ enum Command {
         /// The store directory (created if missing).
         #[arg(long, env = "QUIVER_STORE", default_value = "./quiver-data")]
         store: PathBuf,
+        /// Memory each SQL query may hold (its pool: operator state, result batches in flight),
+        /// e.g. 512MiB, 2GiB or a number of bytes.
+        #[arg(long, env = "QUIVER_SQL_MEMORY_LIMIT", default_value = "512MiB", value_parser = server::parse_bytes)]
+        sql_memory_limit: usize,
     },
     /// Run a read-only SQL query over a store (tables: experiments, runs, params, tags,
     /// latest_metrics, metrics, datasets, inputs, input_tags, metric_series, artifacts,
@@ -89,7 +93,12 @@ fn run() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Server { host, port, store } => server::run(&host, port, &store),
+        Command::Server {
+            host,
+            port,
+            store,
+            sql_memory_limit,
+        } => server::run(&host, port, &store, sql_memory_limit),
         Command::Sql {
             query,
             store,

@@ -4,11 +4,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use quiver_store::Store;
+use quiver_store::{Store, StoreOptions};
 
-/// Runs the server until Ctrl-C or SIGTERM, then closes the store (flushing it).
-pub(crate) fn run(host: &str, port: u16, store_dir: &Path) -> anyhow::Result<()> {
-    let store = match Store::open(store_dir) {
+/// Runs the server until Ctrl-C or SIGTERM, then closes the store (flushing it). Each SQL query
+/// gets a memory pool of `sql_memory_limit` bytes.
+pub(crate) fn run(
+    host: &str,
+    port: u16,
+    store_dir: &Path,
+    sql_memory_limit: usize,
+) -> anyhow::Result<()> {
+    let mut options = StoreOptions::default();
+    options.sql.memory_limit = sql_memory_limit;
+    let store = match Store::open_with(store_dir, options) {
         Ok(s) => Arc::new(s),
         Err(e @ quiver_store::Error::Locked { .. }) => {
             anyhow::bail!("{e}")
@@ -66,4 +74,28 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// Parses a byte count: a number with an optional unit (`B`, `KiB`, `MiB`, `GiB`, or `K`, `M`,
+/// `G` meaning the same powers of 1024), e.g. `512MiB`.
+pub(crate) fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("expected a size such as 512MiB, got {text:?}"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("unknown unit in {text:?} (use B, KiB, MiB or GiB)")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not a usable size"))
 }

@@ -57,7 +57,7 @@ pub use error::{Error, ErrorCode, Result};
 pub use faults::FaultInjection;
 pub use metrics::MetricsStats;
 pub use model_types::*;
-pub use query::QueryOptions;
+pub use query::{QueryOptions, SqlStream};
 pub use search::{ExperimentPage, ExperimentSearch, RunPage, RunSearch, SEARCH_MAX_RESULTS};
 pub use store::{MetricHistory, Store, StoreOptions};
 pub use types::*;

@@ -53,6 +53,81 @@ pub fn arrow_ipc(batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError> {
     w.into_inner()
 }
 
+/// JSON rows written batch by batch: the same objects as [`json_rows`], separated by commas,
+/// for a caller that writes the enclosing brackets (a result streamed while it is produced).
+#[derive(Debug)]
+pub struct JsonRowsEncoder {
+    writer: arrow::json::LineDelimitedWriter<Vec<u8>>,
+    first: bool,
+}
+
+impl Default for JsonRowsEncoder {
+    fn default() -> Self {
+        JsonRowsEncoder::new()
+    }
+}
+
+impl JsonRowsEncoder {
+    /// An encoder before the first row.
+    pub fn new() -> JsonRowsEncoder {
+        JsonRowsEncoder {
+            writer: arrow::json::LineDelimitedWriter::new(Vec::new()),
+            first: true,
+        }
+    }
+
+    /// The rows of `batch` as JSON objects, each preceded by a comma but the very first row.
+    pub fn rows(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
+        self.writer.write(batch)?;
+        let lines = std::mem::take(self.writer.get_mut());
+        let mut out = Vec::with_capacity(lines.len() + 1);
+        // JSON strings escape newlines: every line is one row object.
+        for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            if !std::mem::take(&mut self.first) {
+                out.push(b',');
+            }
+            out.extend_from_slice(line);
+        }
+        Ok(out)
+    }
+}
+
+/// An Arrow IPC stream written batch by batch: [`ArrowIpcEncoder::new`] gives the schema
+/// message, [`ArrowIpcEncoder::batch`] each batch's, [`ArrowIpcEncoder::finish`] the
+/// end-of-stream marker (a stream cut before it is incomplete).
+pub struct ArrowIpcEncoder {
+    writer: arrow::ipc::writer::StreamWriter<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ArrowIpcEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArrowIpcEncoder").finish_non_exhaustive()
+    }
+}
+
+impl ArrowIpcEncoder {
+    /// The encoder and the bytes of the schema message.
+    pub fn new(
+        schema: &arrow::datatypes::Schema,
+    ) -> Result<(ArrowIpcEncoder, Vec<u8>), ArrowError> {
+        let mut writer = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), schema)?;
+        let head = std::mem::take(writer.get_mut());
+        Ok((ArrowIpcEncoder { writer }, head))
+    }
+
+    /// The bytes of one batch.
+    pub fn batch(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
+        self.writer.write(batch)?;
+        Ok(std::mem::take(self.writer.get_mut()))
+    }
+
+    /// The end-of-stream marker.
+    pub fn finish(&mut self) -> Result<Vec<u8>, ArrowError> {
+        self.writer.finish()?;
+        Ok(std::mem::take(self.writer.get_mut()))
+    }
+}
+
 /// Reads an Arrow IPC stream back into batches.
 pub fn from_arrow_ipc(bytes: &[u8]) -> Result<Vec<RecordBatch>, ArrowError> {
     if bytes.is_empty() {
@@ -75,6 +150,41 @@ pub fn parquet(batches: &[RecordBatch], out: impl Write + Send) -> Result<(), Ar
     w.close()
         .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
     Ok(())
+}
+
+/// A Parquet file written batch by batch.
+pub struct ParquetEncoder<W: Write + Send> {
+    writer: parquet::arrow::ArrowWriter<W>,
+}
+
+impl<W: Write + Send> std::fmt::Debug for ParquetEncoder<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetEncoder").finish_non_exhaustive()
+    }
+}
+
+impl<W: Write + Send> ParquetEncoder<W> {
+    /// A Parquet writer of batches of `schema` to `out`.
+    pub fn new(out: W, schema: arrow::datatypes::SchemaRef) -> Result<Self, ArrowError> {
+        let writer = parquet::arrow::ArrowWriter::try_new(out, schema, None)
+            .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+        Ok(ParquetEncoder { writer })
+    }
+
+    /// Writes one batch (buffered into row groups).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ArrowError> {
+        self.writer
+            .write(batch)
+            .map_err(|e| ArrowError::ExternalError(Box::new(e)))
+    }
+
+    /// Writes what is buffered and the footer.
+    pub fn finish(self) -> Result<(), ArrowError> {
+        self.writer
+            .close()
+            .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -113,5 +223,19 @@ mod tests {
         parquet(&batches, &mut pq).unwrap();
         assert_eq!(&pq[..4], b"PAR1");
         assert_eq!(json_rows(&[]).unwrap(), serde_json::json!([]));
+
+        // Batch by batch, the same bytes.
+        let mut enc = JsonRowsEncoder::new();
+        let mut streamed = b"[".to_vec();
+        streamed.extend(enc.rows(&batches[0]).unwrap());
+        streamed.extend(enc.rows(&batches[0]).unwrap());
+        streamed.push(b']');
+        let twice = [batches[0].clone(), batches[0].clone()];
+        let parsed: serde_json::Value = serde_json::from_slice(&streamed).unwrap();
+        assert_eq!(parsed, json_rows(&twice).unwrap());
+        let (mut enc, mut ipc) = ArrowIpcEncoder::new(&batches[0].schema()).unwrap();
+        ipc.extend(enc.batch(&batches[0]).unwrap());
+        ipc.extend(enc.finish().unwrap());
+        assert_eq!(from_arrow_ipc(&ipc).unwrap(), batches);
     }
 }

@@ -7,6 +7,7 @@ mod compat;
 mod models;
 mod server;
 mod sql;
+mod sql_limits;
 mod tracking;
 
 use std::net::TcpListener;
@@ -36,8 +37,32 @@ impl TestServer {
         s
     }
 
+    /// Starts a server on a fresh store, with more arguments for `quiver server`.
+    pub fn start_with(args: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let mut s = TestServer::start_on_with(&store, args);
+        s._dir = Some(dir);
+        s
+    }
+
     /// Starts a server on the store at `store` (kept after the server stops).
     pub fn start_on(store: &Path) -> TestServer {
+        TestServer::start_on_with(store, &[])
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Starts a server on the store at `store` with more arguments for `quiver server`.
+    pub fn start_on_with(store: &Path, args: &[&str]) -> TestServer {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
             .args([
@@ -49,6 +74,7 @@ impl TestServer {
                 "--store",
             ])
             .arg(store)
+            .args(args)
             .env("QUIVER_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -3,16 +3,26 @@
 //! Body `{"query": "SELECT ..."}`. Answers JSON, `{"columns": [{"name", "type"}], "rows":
 //! [{column: value}]}`, or an Arrow IPC stream when the request says
 //! `Accept: application/vnd.apache.arrow.stream`. Anything but a query is a 400.
+//!
+//! The result is streamed while the query runs ([`quiver_store::SqlStream`]), never gathered
+//! whole: the status is decided by the first batch (an error before it is an ordinary MLflow
+//! error response), then the body is written batch by batch. An error after the first batch
+//! (memory or time limit) cannot change the status any more: it is logged and the response is
+//! cut off (the chunked body ends without its last chunk, the JSON without its closing `]}`,
+//! the Arrow stream without its end-of-stream marker), so a client never takes a partial
+//! result for a complete one.
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use bytes::Bytes;
 use quiver_store::arrow::record_batch::RecordBatch;
+use quiver_store::sql_output::{ArrowIpcEncoder, JsonRowsEncoder, ARROW_STREAM};
+use quiver_store::SqlStream;
 use serde_json::{json, Value};
-
-use quiver_store::sql_output::ARROW_STREAM;
 
 use crate::wire::Fields;
 use crate::{blocking, ApiError, ApiResult, AppState};
@@ -30,28 +40,147 @@ async fn sql(State(s): State<AppState>, headers: HeaderMap, f: Fields) -> ApiRes
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains(ARROW_STREAM));
-    let batches = blocking(move || Ok(s.store.sql(&query)?)).await?;
-    if wants_arrow {
-        let bytes = quiver_store::sql_output::arrow_ipc(&batches)
-            .map_err(|e| ApiError::internal(format!("encoding the result: {e}")))?;
-        return Ok(([(header::CONTENT_TYPE, ARROW_STREAM)], bytes).into_response());
-    }
-    Ok(axum::Json(json_result(&batches)?).into_response())
+    let mut stream = blocking(move || Ok(s.store.sql_stream(&query)?)).await?;
+    let first = stream.next_batch().await.transpose()?;
+    let encoder = if wants_arrow {
+        Encoder::arrow(&stream)?
+    } else {
+        Encoder::json(&stream)
+    };
+    let content_type = if wants_arrow {
+        ARROW_STREAM
+    } else {
+        "application/json"
+    };
+    let body = futures_util::stream::unfold(
+        Some(ResultBody {
+            stream,
+            encoder,
+            first,
+            started: false,
+        }),
+        |state| async move {
+            let mut state = state?;
+            match state.next_chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), Some(state))),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "SQL result cut off: the query failed after its first rows were sent");
+                    Some((Err(std::io::Error::other(e)), None))
+                }
+            }
+        },
+    );
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
-/// The result as `{"columns": [...], "rows": [...]}`.
-fn json_result(batches: &[RecordBatch]) -> ApiResult<Value> {
-    let rows = quiver_store::sql_output::json_rows(batches)
-        .map_err(|e| ApiError::internal(format!("encoding the result: {e}")))?;
-    let columns: Vec<Value> = batches
-        .first()
-        .map(|b| {
-            b.schema()
-                .fields()
-                .iter()
-                .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
-                .collect()
+/// The state of a streamed answer.
+struct ResultBody {
+    stream: SqlStream,
+    encoder: Encoder,
+    /// The first batch, read before the status was decided (None: the result is empty).
+    first: Option<RecordBatch>,
+    /// The head (columns, schema) is out.
+    started: bool,
+}
+
+impl ResultBody {
+    /// The next piece of the body, `None` after the last.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, String> {
+        let mut out = Vec::new();
+        if !self.started {
+            self.started = true;
+            out.extend(self.encoder.head());
+            if let Some(first) = self.first.take() {
+                out.extend(self.encoder.batch(&first)?);
+            }
+            return Ok(Some(out.into()));
+        }
+        match self.stream.next_batch().await {
+            Some(Ok(batch)) => Ok(Some(self.encoder.batch(&batch)?.into())),
+            Some(Err(e)) => Err(e.to_string()),
+            None => match self.encoder.tail()? {
+                Some(tail) => Ok(Some(tail.into())),
+                None => Ok(None),
+            },
+        }
+    }
+}
+
+/// Writes the result as JSON rows or an Arrow IPC stream.
+enum Encoder {
+    Json {
+        head: Option<Vec<u8>>,
+        rows: JsonRowsEncoder,
+        done: bool,
+    },
+    Arrow {
+        head: Option<Vec<u8>>,
+        ipc: ArrowIpcEncoder,
+        done: bool,
+    },
+}
+
+impl Encoder {
+    fn json(stream: &SqlStream) -> Encoder {
+        let columns: Vec<Value> = stream
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
+            .collect();
+        let head = format!("{{\"columns\":{},\"rows\":[", Value::Array(columns));
+        Encoder::Json {
+            head: Some(head.into_bytes()),
+            rows: JsonRowsEncoder::new(),
+            done: false,
+        }
+    }
+
+    fn arrow(stream: &SqlStream) -> ApiResult<Encoder> {
+        let (ipc, head) = ArrowIpcEncoder::new(&stream.schema())
+            .map_err(|e| ApiError::internal(format!("encoding the result: {e}")))?;
+        Ok(Encoder::Arrow {
+            head: Some(head),
+            ipc,
+            done: false,
         })
-        .unwrap_or_default();
-    Ok(json!({"columns": columns, "rows": rows}))
+    }
+
+    fn head(&mut self) -> Vec<u8> {
+        match self {
+            Encoder::Json { head, .. } | Encoder::Arrow { head, .. } => {
+                head.take().unwrap_or_default()
+            }
+        }
+    }
+
+    fn batch(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, String> {
+        match self {
+            Encoder::Json { rows, .. } => rows.rows(batch),
+            Encoder::Arrow { ipc, .. } => ipc.batch(batch),
+        }
+        .map_err(|e| format!("encoding the result: {e}"))
+    }
+
+    /// What closes the answer, once (`]}`, the end-of-stream marker).
+    fn tail(&mut self) -> Result<Option<Vec<u8>>, String> {
+        match self {
+            Encoder::Json { done, .. } | Encoder::Arrow { done, .. } if *done => Ok(None),
+            Encoder::Json { done, .. } => {
+                *done = true;
+                Ok(Some(b"]}".to_vec()))
+            }
+            Encoder::Arrow { ipc, done, .. } => {
+                *done = true;
+                ipc.finish()
+                    .map(Some)
+                    .map_err(|e| format!("encoding the result: {e}"))
+            }
+        }
+    }
 }

@@ -54,40 +54,60 @@
 //! ([`QueryOptions::timeout`]; the query is cancelled when it expires). Everything a query holds
 //! is reserved in its pool: DataFusion's operators reserve their state, each `metrics` scan
 //! partition the batch it has just produced (and a series it merges, see [`metrics`]), and
-//! [`Store::sql`] the result it gathers, so a query over more than its limit fails cleanly
-//! instead of growing without bound.
+//! [`Store::sql`] the result it gathers (a [`SqlStream`] the batches waiting for its reader), so
+//! a query over more than its limit fails cleanly instead of growing without bound. Values
+//! computed by scalar functions are not operator state; the functions that can amplify their
+//! input (`repeat`, `lpad`, `rpad`, `replace`, `regexp_replace`, `concat`, `encode`,
+//! `array_repeat`, `array_resize`, `range`, `generate_series`) are wrapped (`amplify`) to refuse a
+//! call producing more than 1/16 of the limit, judged from the arguments before the call.
+//!
+//! # Deep queries
+//! Parsing, dropping the syntax tree, planning, optimizing and evaluating all recurse over the
+//! query. They run on the module's runtime threads (64 MiB stacks, whatever thread called), and a
+//! query whose estimated depth (from its tokens, see `nesting`) is over 1000 is refused with
+//! [`Error::InvalidParameter`] ("too deeply nested") before it is parsed.
 
+mod amplify;
 mod metrics;
 mod model_tables;
+mod nesting;
+mod stream;
 mod tables;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::memory_pool::{FairSpillPool, MemoryConsumer};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use futures_util::StreamExt;
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::store::{Inner, Store};
+
+use stream::Produced;
+pub use stream::SqlStream;
 
 /// Limits of one SQL query.
 #[derive(Debug, Clone)]
 pub struct QueryOptions {
     /// Bytes the query may hold at once: its operators' state (sorts, joins, aggregations), the
-    /// batches the `metrics` scan is producing and the result being gathered. Beyond it,
-    /// operators that can spill to disk do; otherwise the query fails with
-    /// [`Error::InvalidParameter`] ("exceeds its memory limit").
+    /// batches the `metrics` scan is producing, the batches waiting for the reader of a
+    /// [`SqlStream`] (or the whole result [`Store::sql`] gathers), and, per call, the output of
+    /// a function that can amplify its input (`repeat`, `lpad`, `range` ..., at most 1/16 of
+    /// the limit). Beyond it, operators that can spill to disk do; otherwise the query fails
+    /// with [`Error::InvalidParameter`] ("exceeds its memory limit").
     pub memory_limit: usize,
-    /// Wall time after which the query is cancelled and fails with [`Error::InvalidParameter`].
+    /// Wall time after which the query is cancelled and fails with [`Error::InvalidParameter`]
+    /// (for a [`SqlStream`], counted until its last batch is read).
     pub timeout: Duration,
 }
 
@@ -100,6 +120,12 @@ impl Default for QueryOptions {
     }
 }
 
+/// The stack of a query thread. Everything that recurses over a query (parsing, dropping its
+/// syntax tree, planning, optimizing, evaluating expressions) runs on these threads; with the
+/// nesting bound ([`nesting::MAX_NESTING`]) a query needs a few MiB of it in a debug build.
+/// Only the pages a query touches are ever resident.
+const QUERY_STACK_BYTES: usize = 64 << 20;
+
 /// Worker threads of the query runtime (DataFusion runs on tokio; the store itself is sync).
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -111,20 +137,37 @@ fn runtime() -> &'static tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("quiver-sql")
+            .thread_stack_size(QUERY_STACK_BYTES)
             .enable_time()
             .build()
             .expect("start the SQL runtime")
     })
 }
 
+/// Gives the memory a finished query freed back to the system: glibc's allocator keeps freed
+/// pages of its arenas (one per thread that allocated) until told otherwise.
+pub(crate) fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 impl Store {
-    /// Runs one SQL query over the store with the default [`QueryOptions`] and returns its
-    /// result. Tables: `experiments`, `runs`, `params`, `tags`, `latest_metrics`, `metrics`,
+    /// Runs one SQL query over the store with the store's [`QueryOptions`]
+    /// ([`StoreOptions::sql`](crate::StoreOptions::sql)) and returns its whole result.
+    /// Tables: `experiments`, `runs`, `params`, `tags`, `latest_metrics`, `metrics`,
     /// `metric_series`, `datasets`, `inputs`, `input_tags`, `artifacts` (columns in the README's
-    /// "SQL" section).
+    /// "SQL" section). The result is held in the query's memory pool while it is gathered, so a
+    /// result larger than the memory limit fails; read large results with
+    /// [`Store::sql_stream`].
     ///
-    /// Blocks until the query is done (it runs on the store's own query threads, so this may be
-    /// called from anywhere, including inside an async runtime; there, prefer `spawn_blocking`).
+    /// Blocks until the query is done (it runs on the store's own query threads, whose stacks
+    /// are sized for deep queries, so this may be called from any thread, including inside an
+    /// async runtime; there, prefer `spawn_blocking`). A query nested deeper than the store
+    /// handles (a chain of more than about a thousand operators, set operations or joins) is
+    /// refused with [`Error::InvalidParameter`] ("too deeply nested").
     ///
     /// ```
     /// # fn main() -> quiver_store::Result<()> {
@@ -139,36 +182,54 @@ impl Store {
     /// # Ok(()) }
     /// ```
     pub fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        self.sql_with(sql, &QueryOptions::default())
+        self.sql_with(sql, &self.options().sql)
     }
 
     /// [`Store::sql`] with explicit limits.
     pub fn sql_with(&self, sql: &str, options: &QueryOptions) -> Result<Vec<RecordBatch>> {
-        Ok(run_query(self.shared().clone(), sql, options, Mode::Collect)?.1)
+        start(self.shared().clone(), sql, options, true)?.collect_all()
+    }
+
+    /// Runs one SQL query and returns its result as a stream of batches, produced while they
+    /// are read (see [`SqlStream`]), with the store's [`QueryOptions`]. Returns once the query is
+    /// planned: errors in the query itself (syntax, unknown tables, not read-only, too deeply
+    /// nested) come back here; errors while it runs (memory limit, time limit) end the stream.
+    ///
+    /// ```
+    /// # fn main() -> quiver_store::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = quiver_store::Store::open(dir.path())?;
+    /// let stream = store.sql_stream("SELECT * FROM generate_series(1, 100000)")?;
+    /// assert_eq!(stream.schema().fields().len(), 1);
+    /// let mut rows = 0;
+    /// for batch in stream {
+    ///     rows += batch?.num_rows();
+    /// }
+    /// assert_eq!(rows, 100_000);
+    /// # Ok(()) }
+    /// ```
+    pub fn sql_stream(&self, sql: &str) -> Result<SqlStream> {
+        self.sql_stream_with(sql, &self.options().sql)
+    }
+
+    /// [`Store::sql_stream`] with explicit limits.
+    pub fn sql_stream_with(&self, sql: &str, options: &QueryOptions) -> Result<SqlStream> {
+        start(self.shared().clone(), sql, options, true)
     }
 
     /// The schema of the result of `sql`, without running it.
     pub fn sql_schema(&self, sql: &str) -> Result<SchemaRef> {
-        Ok(run_query(
-            self.shared().clone(),
-            sql,
-            &QueryOptions::default(),
-            Mode::Schema,
-        )?
-        .0)
+        Ok(start(self.shared().clone(), sql, &self.options().sql, false)?.schema())
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Schema,
-    Collect,
-}
-
-/// Checks that `sql` is exactly one read-only query; refuses anything else with a message that
-/// says what was found.
-fn check_read_only(sql: &str) -> Result<()> {
-    let statements = DFParser::parse_sql(sql).map_err(from_datafusion)?;
+/// Parses `sql` and checks that it is exactly one read-only query; refuses anything else with a
+/// message that says what was found.
+fn parse_read_only(sql: &str) -> Result<DfStatement> {
+    let mut statements = DFParserBuilder::new(sql)
+        .build()
+        .and_then(|mut p| p.parse_statements())
+        .map_err(from_datafusion)?;
     match statements.len() {
         1 => {}
         0 => {
@@ -182,10 +243,11 @@ fn check_read_only(sql: &str) -> Result<()> {
             )))
         }
     }
-    if is_query(&statements[0]) {
-        Ok(())
+    let statement = statements.pop_front().expect("one statement");
+    if is_query(&statement) {
+        Ok(statement)
     } else {
-        let text = statements[0].to_string();
+        let text = statement.to_string();
         let head: String = text
             .split_whitespace()
             .take(2)
@@ -212,66 +274,105 @@ fn is_query(statement: &DfStatement) -> bool {
     }
 }
 
-/// Plans and (in `Collect` mode) runs `sql` on the query runtime, within `options`' limits.
-fn run_query(
+/// Starts `sql` on the query runtime within `options`' limits and returns its stream once it is
+/// planned (without running it unless `execute`). Everything that touches the query's text or
+/// plan, parsing included, runs on the query threads; the caller only waits.
+fn start(inner: Arc<Inner>, sql: &str, options: &QueryOptions, execute: bool) -> Result<SqlStream> {
+    let sql = sql.to_string();
+    let options = options.clone();
+    let (schema_tx, schema_rx) = mpsc::sync_channel(1);
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    runtime().spawn(async move {
+        let deadline = Instant::now() + options.timeout;
+        let timed_out = || {
+            Error::InvalidParameter(format!(
+                "SQL query cancelled: it ran longer than its time limit of {:?}",
+                options.timeout
+            ))
+        };
+        let planned = match tokio::time::timeout_at(deadline, plan(inner, &sql, &options)).await {
+            Ok(planned) => planned,
+            Err(_) => Err(timed_out()),
+        };
+        let (schema, ctx, stream) = match planned {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = schema_tx.send(Err(e));
+                return;
+            }
+        };
+        let _ = schema_tx.send(Ok(schema));
+        let Some(stream) = stream.filter(|_| execute) else {
+            return;
+        };
+        let produce = produce(&ctx, stream, &tx);
+        let end = match tokio::time::timeout_at(deadline, produce).await {
+            Ok(end) => end,
+            Err(_) => Err(timed_out()),
+        };
+        if let Err(e) = end {
+            let _ = tx.send(Err(e)).await;
+        }
+        drop(ctx);
+        release_memory();
+    });
+    let schema = stream::wait_schema(schema_rx)?;
+    Ok(SqlStream::new(schema, rx))
+}
+
+/// Plans `sql`: the nesting bound, parsing, the read-only checks, the plan, and (unless it is
+/// only asked for its schema) the stream that executes it.
+async fn plan(
     inner: Arc<Inner>,
     sql: &str,
     options: &QueryOptions,
-    mode: Mode,
-) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    check_read_only(sql)?;
+) -> Result<(SchemaRef, SessionContext, Option<SendableRecordBatchStream>)> {
+    nesting::check(sql)?;
+    let statement = parse_read_only(sql)?;
     let ctx = context(inner, options)?;
-    let sql = sql.to_string();
-    let timeout = options.timeout;
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    runtime().spawn(async move {
-        let work = async {
-            let verify = SQLOptions::new()
-                .with_allow_ddl(false)
-                .with_allow_dml(false)
-                .with_allow_statements(false);
-            let df = ctx.sql_with_options(&sql, verify).await?;
-            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let batches = match mode {
-                Mode::Schema => Vec::new(),
-                Mode::Collect => collect(df).await?,
-            };
-            Ok::<_, DataFusionError>((schema, batches))
-        };
-        let out = match tokio::time::timeout(timeout, work).await {
-            Ok(r) => r.map_err(from_datafusion),
-            Err(_) => Err(Error::InvalidParameter(format!(
-                "SQL query cancelled: it ran longer than its time limit of {:?}",
-                timeout
-            ))),
-        };
-        let _ = tx.send(out);
-    });
-    rx.recv()
-        .map_err(|_| Error::Internal("the SQL query task ended without a result".into()))?
+    let work = async {
+        let plan = ctx.state().statement_to_plan(statement).await?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)?;
+        let df = ctx.execute_logical_plan(plan).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let stream = df.execute_stream().await?;
+        Ok::<_, DataFusionError>((schema, stream))
+    };
+    let (schema, stream) = work.await.map_err(from_datafusion)?;
+    Ok((schema, ctx, Some(stream)))
 }
 
-/// Runs `df` and gathers its result, which is held in the query's memory pool like any
-/// operator's state: a result larger than the limit fails the query instead of growing without
-/// bound. A batch counts the bytes of its rows (the part of its buffers it refers to), so that
-/// batches sliced out of one larger array count that array once in all.
-async fn collect(df: DataFrame) -> Result<Vec<RecordBatch>, DataFusionError> {
-    let pool = df.task_ctx().memory_pool().clone();
+/// Runs `stream` and sends its batches to the reader, each reserved in the query's memory pool
+/// (released by the reader, see [`SqlStream`]). A batch counts the bytes of its rows (the part
+/// of its buffers it refers to), so that batches sliced out of one larger array count that
+/// array once in all. Ends early, without an error, when the reader is gone.
+async fn produce(
+    ctx: &SessionContext,
+    mut stream: SendableRecordBatchStream,
+    tx: &tokio::sync::mpsc::Sender<Result<Produced>>,
+) -> Result<()> {
+    let pool = ctx.runtime_env().memory_pool.clone();
     let reservation = MemoryConsumer::new("SQL query result").register(&pool);
-    let mut stream = df.execute_stream().await?;
-    let mut batches = Vec::new();
     while let Some(batch) = stream.next().await {
-        let batch = batch?;
+        let batch = batch.map_err(from_datafusion)?;
         let mut bytes = 0;
         for column in batch.columns() {
-            bytes += column.to_data().get_slice_memory_size()?;
+            bytes += column
+                .to_data()
+                .get_slice_memory_size()
+                .map_err(|e| from_datafusion(e.into()))?;
         }
-        reservation.try_grow(bytes)?;
-        batches.push(batch);
+        reservation.try_grow(bytes).map_err(from_datafusion)?;
+        let reservation = reservation.split(bytes);
+        if tx.send(Ok(Produced { batch, reservation })).await.is_err() {
+            return Ok(());
+        }
     }
-    // The batches leave the pool with the result; the pool ends with the query.
-    reservation.free();
-    Ok(batches)
+    Ok(())
 }
 
 /// A fresh session for one query: its own memory pool, the store's tables.
@@ -285,6 +386,7 @@ fn context(inner: Arc<Inner>, options: &QueryOptions) -> Result<SessionContext> 
         .with_target_partitions(runtime_threads());
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.add_optimizer_rule(Arc::new(metrics::GroupBySeries::new(inner.clone())));
+    amplify::register(&ctx, amplify::call_limit(options.memory_limit));
     tables::register(&ctx, &inner).map_err(from_datafusion)?;
     ctx.register_table("metrics", Arc::new(metrics::MetricsTable::new(inner)))
         .map_err(from_datafusion)?;

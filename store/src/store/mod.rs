@@ -86,6 +86,9 @@ pub struct StoreOptions {
     pub index_on_open: bool,
     /// I/O failures to inject, for tests of the store's behaviour on a failing disk.
     pub faults: Option<Arc<FaultInjection>>,
+    /// Limits of each SQL query ([`Store::sql`], [`Store::sql_stream`]): its memory pool and
+    /// time limit.
+    pub sql: crate::QueryOptions,
 }
 
 impl Default for StoreOptions {
@@ -101,6 +104,7 @@ impl Default for StoreOptions {
             background: true,
             index_on_open: true,
             faults: None,
+            sql: crate::QueryOptions::default(),
         }
     }
 }
@@ -291,6 +295,11 @@ impl Store {
     /// The shared state, for readers that outlive a borrow of the store (SQL queries).
     pub(crate) fn shared(&self) -> &Arc<Inner> {
         &self.inner
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.inner.options
     }
 }
 

@@ -805,3 +805,117 @@ fn grouping_by_run_and_key_is_planned_as_grouping_by_series_id() {
 +------------+---+",
     );
 }
+
+/// Issue 10, defect 1: chains of operators, set operations and joins overflowed the stack of a
+/// query thread (and aborted the process). Run from a thread with a small stack, as a server's
+/// worker would call it.
+#[test]
+fn deep_queries_are_refused_or_answered_never_a_crash() {
+    let (_d, s, _) = fixture();
+    let s = std::sync::Arc::new(s);
+    let chain = |n: usize, term: &str, op: &str| vec![term; n].join(op);
+    let deep = [
+        format!("SELECT {}", chain(3000, "1", "+")),
+        format!("SELECT 1 WHERE {}", chain(2000, "1 = 1", " OR ")),
+        format!("SELECT 1 WHERE {}", chain(2000, "1 = 1", " AND ")),
+        chain(3000, "SELECT 1", " UNION ALL "),
+        format!(
+            "SELECT 1 FROM {}",
+            chain(2000, "runs", " JOIN runs USING (run_id) ")
+        ),
+    ];
+    let within = [
+        format!("SELECT {} AS n", chain(1000, "1", "+")),
+        format!(
+            "SELECT count(*) FROM ({})",
+            chain(990, "SELECT 1", " UNION ALL ")
+        ),
+        format!(
+            "SELECT count(*) FROM metrics WHERE {}",
+            chain(450, "step = 1", " OR ")
+        ),
+        format!(
+            "SELECT 1 AS n FROM {}",
+            (0..300)
+                .map(|i| format!("(VALUES (1)) AS t{i}(x{i})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ];
+    let store = s.clone();
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || {
+            for q in &deep {
+                match store.sql(q) {
+                    Err(Error::InvalidParameter(m)) => {
+                        assert!(m.contains("too deeply nested"), "{m}")
+                    }
+                    other => panic!("{}...: expected a refusal, got {other:?}", &q[..40]),
+                }
+                assert!(store.sql_stream(q).is_err());
+            }
+            for q in &within {
+                store
+                    .sql(q)
+                    .unwrap_or_else(|e| panic!("{}...: {e}", &q[..40]));
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+/// Issue 10, defect 2: functions whose result is far larger than their arguments are refused
+/// before they allocate; large results stream with their memory reserved.
+#[test]
+fn amplifying_functions_are_bounded_and_results_stream() {
+    let (_d, s, _) = fixture();
+    let options = QueryOptions {
+        memory_limit: 16 << 20,
+        ..QueryOptions::default()
+    };
+    for q in [
+        "SELECT length(repeat('a', 2000000000))",
+        "SELECT length(lpad('a', 2000000000))",
+        "SELECT length(rpad('a', 2000000000, 'b'))",
+        "SELECT cardinality(range(2000000000))",
+        "SELECT cardinality(generate_series(1, 2000000000))",
+        "SELECT cardinality(array_repeat(1, 2000000000))",
+        "SELECT cardinality(array_resize(make_array(1), 2000000000))",
+        "SELECT length(regexp_replace(repeat('a', 100000), '', repeat('b', 100), 'g'))",
+        "SELECT length(repeat(run_id, 1000000)) FROM metrics",
+    ] {
+        match s.sql_with(q, &options) {
+            Err(Error::InvalidParameter(m)) => assert!(m.contains("memory limit"), "{q}: {m}"),
+            other => panic!("{q}: expected a refusal, got {other:?}"),
+        }
+    }
+    // Within the bound, the functions work as before.
+    let b = s
+        .sql_with(
+            "SELECT length(repeat('ab', 1000)) AS r, length(lpad('x', 5)) AS l, \
+             concat('a', 'b') AS c, cardinality(range(10)) AS n",
+            &options,
+        )
+        .unwrap();
+    assert_eq!(
+        pretty_format_batches(&b).unwrap().to_string(),
+        "+------+---+----+----+\n| r    | l | c  | n  |\n+------+---+----+----+\n| 2000 | 5 | ab | 10 |\n+------+---+----+----+"
+    );
+
+    // A result of 8 × the pool streams through it.
+    let q = "SELECT v, repeat('x', 100) AS pad FROM generate_series(1, 1400000) AS t(v)";
+    let stream = s.sql_stream_with(q, &options).unwrap();
+    assert_eq!(stream.schema().fields().len(), 2);
+    let mut rows = 0;
+    for batch in stream {
+        rows += batch.unwrap().num_rows();
+    }
+    assert_eq!(rows, 1_400_000);
+    // Gathered whole, the same result does not fit.
+    match s.sql_with(q, &options) {
+        Err(Error::InvalidParameter(m)) => assert!(m.contains("memory limit"), "{m}"),
+        other => panic!("expected a memory error, got {:?}", other.map(|b| b.len())),
+    }
+}
