@@ -23,17 +23,7 @@ enum Command {
     /// Serve the MLflow tracking REST API (and the artifact proxy) from a store directory.
     ///
     /// Point the unmodified mlflow client at it: MLFLOW_TRACKING_URI=http://127.0.0.1:5000
-    Server {
-        /// Address to listen on.
-        #[arg(long, env = "QUIVER_HOST", default_value = "127.0.0.1")]
-        host: String,
-        /// Port to listen on (0 picks a free one; the chosen address is logged).
-        #[arg(long, env = "QUIVER_PORT", default_value_t = 5000)]
-        port: u16,
-        /// The store directory (created if missing).
-        #[arg(long, env = "QUIVER_STORE", default_value = "./quiver-data")]
-        store: PathBuf,
-    },
+    Server(server::Args),
     /// Run a read-only SQL query over a store (tables: experiments, runs, params, tags,
     /// latest_metrics, metrics, datasets, inputs, input_tags, metric_series, artifacts,
     /// logged_models, logged_model_params, logged_model_tags, registered_models, model_versions,
@@ -89,7 +79,7 @@ fn run() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Server { host, port, store } => server::run(&host, port, &store),
+        Command::Server(args) => server::run(args),
         Command::Sql {
             query,
             store,
