@@ -30,7 +30,8 @@ use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 use crate::ApiError;
 
 /// MLflow's message for a request refused by the Host allowlist.
-pub const INVALID_HOST_MESSAGE: &str = "Invalid Host header - possible DNS rebinding attack detected";
+pub const INVALID_HOST_MESSAGE: &str =
+    "Invalid Host header - possible DNS rebinding attack detected";
 /// MLflow's message for a refused cross-origin state-changing request.
 pub const CORS_BLOCKED_MESSAGE: &str = "Cross-origin request blocked";
 
@@ -56,7 +57,8 @@ impl SecurityOptions {
     /// The defaults for a server listening on `bind_host`: `localhost`, `127.0.0.1`, `[::1]`
     /// and `bind_host` (an IPv6 address is bracketed), each with any port; no extra origins.
     pub fn for_bind_host(bind_host: &str) -> SecurityOptions {
-        let mut allowed_hosts: Vec<String> = LOCALHOST_NAMES.iter().map(|h| h.to_string()).collect();
+        let mut allowed_hosts: Vec<String> =
+            LOCALHOST_NAMES.iter().map(|h| h.to_string()).collect();
         let bind = if bind_host.contains(':') && !bind_host.starts_with('[') {
             format!("[{bind_host}]")
         } else {
@@ -112,18 +114,22 @@ impl SecurityOptions {
         let router = if options.allows_every_origin() {
             router
         } else {
-            router.layer(axum::middleware::from_fn(move |req: Request, next: Next| {
-                let options = for_origin.clone();
-                async move { options.check_origin(req, next).await }
-            }))
+            router.layer(axum::middleware::from_fn(
+                move |req: Request, next: Next| {
+                    let options = for_origin.clone();
+                    async move { options.check_origin(req, next).await }
+                },
+            ))
         };
         router
             .layer(cors)
             .layer(axum::middleware::from_fn(preflight_no_content))
-            .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
-                let options = options.clone();
-                async move { options.check_host(req, next).await }
-            }))
+            .layer(axum::middleware::from_fn(
+                move |req: Request, next: Next| {
+                    let options = options.clone();
+                    async move { options.check_host(req, next).await }
+                },
+            ))
     }
 
     fn cors_layer(&self) -> CorsLayer {
@@ -132,9 +138,9 @@ impl SecurityOptions {
         } else {
             let options = self.clone();
             AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-                origin.to_str().is_ok_and(|o| {
-                    options.origin_listed(o) || is_localhost_http_origin(o)
-                })
+                origin
+                    .to_str()
+                    .is_ok_and(|o| options.origin_listed(o) || is_localhost_http_origin(o))
             })
         };
         CorsLayer::new()
@@ -283,7 +289,13 @@ mod tests {
         ] {
             assert!(o.host_allowed(ok), "{ok}");
         }
-        for bad in ["", "attacker.example", "attacker.example:5000", "localhost.evil", "10.1.2.4"] {
+        for bad in [
+            "",
+            "attacker.example",
+            "attacker.example:5000",
+            "localhost.evil",
+            "10.1.2.4",
+        ] {
             assert!(!o.host_allowed(bad), "{bad}");
         }
         let v6 = SecurityOptions::for_bind_host("::");
@@ -311,7 +323,10 @@ mod tests {
     fn origins() {
         let o = SecurityOptions {
             allowed_hosts: vec![],
-            cors_allowed_origins: vec!["https://app.example".into(), "https://*.corp.example".into()],
+            cors_allowed_origins: vec![
+                "https://app.example".into(),
+                "https://*.corp.example".into(),
+            ],
         };
         for ok in [
             "http://localhost:3000",
@@ -322,7 +337,12 @@ mod tests {
         ] {
             assert!(o.origin_allowed(ok), "{ok}");
         }
-        for bad in ["http://attacker.example", "null", "https://app.example.evil", "http://localhost.evil"] {
+        for bad in [
+            "http://attacker.example",
+            "null",
+            "https://app.example.evil",
+            "http://localhost.evil",
+        ] {
             assert!(!o.origin_allowed(bad), "{bad}");
         }
     }

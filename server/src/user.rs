@@ -130,7 +130,13 @@ mod tests {
 
     #[test]
     fn user_names_must_be_printable_and_short() {
-        for ok in ["", "alice", "d\u{e9}j\u{e0} vu", "\u{7528}\u{6237}", &"x".repeat(256)] {
+        for ok in [
+            "",
+            "alice",
+            "d\u{e9}j\u{e0} vu",
+            "\u{7528}\u{6237}",
+            &"x".repeat(256),
+        ] {
             assert!(validate_user_name(ok).is_ok(), "{ok:?}");
         }
         for bad in [

@@ -24,8 +24,8 @@
 //! the other way round.)
 
 use std::io;
-use std::pin::Pin;
 use std::os::fd::AsFd;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
@@ -266,7 +266,10 @@ fn json_replacement(canned: &[u8]) -> Option<Vec<u8>> {
     }
     let status = StatusCode::from_bytes(words.next()?.as_bytes()).ok()?;
     let (code, message) = match status {
-        StatusCode::URI_TOO_LONG => ("INVALID_PARAMETER_VALUE", "Request line too long".to_string()),
+        StatusCode::URI_TOO_LONG => (
+            "INVALID_PARAMETER_VALUE",
+            "Request line too long".to_string(),
+        ),
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
             "INVALID_PARAMETER_VALUE",
             "Request header fields too large".to_string(),

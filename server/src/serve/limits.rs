@@ -21,10 +21,7 @@ impl HeadLimits {
     /// `414` for a request target (path and query) over the limit, `431` for too many header
     /// fields or too many header bytes (names, values and `": \r\n"`), else the next service.
     pub(super) async fn check(self, req: Request, next: Next) -> Response {
-        let target = req
-            .uri()
-            .path_and_query()
-            .map_or(0, |pq| pq.as_str().len());
+        let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
         if target > self.max_request_target {
             return too_large(
                 req,

@@ -113,6 +113,7 @@ pub fn raise_open_file_limit() -> Result<u64, ServeError> {
         }
         limit = raised;
     }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
     Ok(limit.rlim_cur as u64)
 }
 
@@ -165,7 +166,13 @@ where
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         if let Ok(permit) = permits.clone().try_acquire_owned() {
-            let conn = connection(stream, app.clone(), options.clone(), closing.clone(), permit);
+            let conn = connection(
+                stream,
+                app.clone(),
+                options.clone(),
+                closing.clone(),
+                permit,
+            );
             tokio::spawn(conn);
         } else if let Ok(permit) = overflow.clone().try_acquire_owned() {
             tracing::warn!(max_connections, "connection limit reached; answering 503");
@@ -212,7 +219,12 @@ async fn connection(
         let response = app.clone().call(req.map(Body::new));
         async move {
             let response = response.await?;
-            Ok::<_, std::convert::Infallible>(response.map(|body| Body::new(Tracked { body, _guard: guard })))
+            Ok::<_, std::convert::Infallible>(response.map(|body| {
+                Body::new(Tracked {
+                    body,
+                    _guard: guard,
+                })
+            }))
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -42,7 +42,8 @@ async fn accepted_sockets_have_tcp_nodelay() {
     let (addr, _stop) = start(ServeOptions::default()).await;
     let (client, response) = tokio::task::spawn_blocking(move || {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
         let mut buf = [0u8; 512];
         let n = s.read(&mut buf).unwrap();
         (s, String::from_utf8_lossy(&buf[..n]).into_owned())
@@ -68,10 +69,16 @@ async fn hyper_parse_errors_answer_json() {
         })
     };
     // Over hyper's fixed 65,534-byte request-target limit: hyper's own 414, rewritten.
-    let long = format!("GET /{} HTTP/1.1\r\nHost: localhost\r\n\r\n", "a".repeat(70_000));
+    let long = format!(
+        "GET /{} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "a".repeat(70_000)
+    );
     let text = raw(long.into_bytes()).await.unwrap();
     assert!(text.starts_with("HTTP/1.1 414"), "{text}");
-    assert!(text.contains(r#""error_code":"INVALID_PARAMETER_VALUE""#), "{text}");
+    assert!(
+        text.contains(r#""error_code":"INVALID_PARAMETER_VALUE""#),
+        "{text}"
+    );
     // A malformed request line: hyper's own 400, rewritten.
     let text = raw(b"GET /\x01 HTTP/1.1\r\n\r\n".to_vec()).await.unwrap();
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
