@@ -23,21 +23,7 @@ enum Command {
     /// Serve the MLflow tracking REST API (and the artifact proxy) from a store directory.
     ///
     /// Point the unmodified mlflow client at it: MLFLOW_TRACKING_URI=http://127.0.0.1:5000
-    Server {
-        /// Address to listen on.
-        #[arg(long, env = "QUIVER_HOST", default_value = "127.0.0.1")]
-        host: String,
-        /// Port to listen on (0 picks a free one; the chosen address is logged).
-        #[arg(long, env = "QUIVER_PORT", default_value_t = 5000)]
-        port: u16,
-        /// The store directory (created if missing).
-        #[arg(long, env = "QUIVER_STORE", default_value = "./quiver-data")]
-        store: PathBuf,
-        /// Memory each SQL query may hold (its pool: operator state, result batches in flight),
-        /// e.g. 512MiB, 2GiB or a number of bytes.
-        #[arg(long, env = "QUIVER_SQL_MEMORY_LIMIT", default_value = "512MiB", value_parser = server::parse_bytes)]
-        sql_memory_limit: usize,
-    },
+    Server(server::Args),
     /// Run a read-only SQL query over a store (tables: experiments, runs, params, tags,
     /// latest_metrics, metrics, datasets, inputs, input_tags, metric_series, artifacts,
     /// logged_models, logged_model_params, logged_model_tags, registered_models, model_versions,
@@ -93,12 +79,7 @@ fn run() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Server {
-            host,
-            port,
-            store,
-            sql_memory_limit,
-        } => server::run(&host, port, &store, sql_memory_limit),
+        Command::Server(args) => server::run(args),
         Command::Sql {
             query,
             store,

@@ -1,36 +1,75 @@
 //! `quiver server`: open the store, serve the API, shut down cleanly on Ctrl-C or SIGTERM.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use quiver_server::security::SecurityOptions;
+use quiver_server::serve::ServeOptions;
 use quiver_store::{Store, StoreOptions};
 
-/// Runs the server until Ctrl-C or SIGTERM, then closes the store (flushing it). Each SQL query
-/// gets a memory pool of `sql_memory_limit` bytes.
-pub(crate) fn run(
-    host: &str,
+/// File descriptors kept for the store (WAL, segments, blobs, sled) and for the 503 answers
+/// beyond the connection cap, out of the open-file limit.
+const RESERVED_FILES: u64 = 256 + quiver_server::serve::OVERFLOW_CONNECTIONS as u64;
+
+/// The options of `quiver server`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "QUIVER_HOST", default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0 picks a free one; the chosen address is logged).
+    #[arg(long, env = "QUIVER_PORT", default_value_t = 5000)]
     port: u16,
-    store_dir: &Path,
+    /// The store directory (created if missing).
+    #[arg(long, env = "QUIVER_STORE", default_value = "./quiver-data")]
+    store: PathBuf,
+    /// Host header values to answer, comma-separated (`name`, `name:port`, `*.example.com`);
+    /// `*` answers any. Default: localhost, 127.0.0.1, [::1] and --host, any port. Guards
+    /// against DNS rebinding: other hosts get 403.
+    #[arg(long, env = "QUIVER_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
+    /// Origins allowed to make cross-origin state-changing and CORS requests, comma-separated
+    /// (`https://app.example.com`, `https://*.example.com`; `*` allows any). Localhost origins
+    /// are always allowed; a POST/PUT/DELETE/PATCH from any other origin gets 403.
+    #[arg(long, env = "QUIVER_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    cors_allowed_origins: Vec<String>,
+    /// Connections served at once; more are answered 503 (lowered to fit the open-file limit).
+    #[arg(long, env = "QUIVER_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's head (from connecting, or from the end of the
+    /// previous response); slower clients are disconnected.
+    #[arg(long, env = "QUIVER_HEADER_READ_TIMEOUT", default_value_t = 30)]
+    header_read_timeout: u64,
+    /// Seconds without any byte read or written after which a connection is closed.
+    #[arg(long, env = "QUIVER_IDLE_TIMEOUT", default_value_t = 60)]
+    idle_timeout: u64,
+    /// Memory each SQL query may hold (its pool: operator state, result batches in flight),
+    /// e.g. 512MiB, 2GiB or a number of bytes.
+    #[arg(long, env = "QUIVER_SQL_MEMORY_LIMIT", default_value = "512MiB", value_parser = parse_bytes)]
     sql_memory_limit: usize,
-) -> anyhow::Result<()> {
+}
+
+/// Runs the server until Ctrl-C or SIGTERM, then closes the store (flushing it).
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let mut options = StoreOptions::default();
-    options.sql.memory_limit = sql_memory_limit;
-    let store = match Store::open_with(store_dir, options) {
+    options.sql.memory_limit = args.sql_memory_limit;
+    let store = match Store::open_with(&args.store, options) {
         Ok(s) => Arc::new(s),
         Err(e @ quiver_store::Error::Locked { .. }) => {
             anyhow::bail!("{e}")
         }
         Err(e) => {
             return Err(e)
-                .with_context(|| format!("cannot open the store at {}", store_dir.display()))
+                .with_context(|| format!("cannot open the store at {}", args.store.display()))
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(host, port, store.clone(), store_dir))?;
+    runtime.block_on(serve(&args, store.clone()))?;
     drop(runtime);
     let store = Arc::try_unwrap(store)
         .map_err(|_| anyhow::anyhow!("the store is still in use at shutdown"))?;
@@ -39,7 +78,8 @@ pub(crate) fn run(
     Ok(())
 }
 
-async fn serve(host: &str, port: u16, store: Arc<Store>, dir: &Path) -> anyhow::Result<()> {
+async fn serve(args: &Args, store: Arc<Store>) -> anyhow::Result<()> {
+    let (host, port) = (args.host.as_str(), args.port);
     let listener = tokio::net::TcpListener::bind((host, port))
         .await
         .with_context(|| {
@@ -48,14 +88,51 @@ async fn serve(host: &str, port: u16, store: Arc<Store>, dir: &Path) -> anyhow::
             )
         })?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, store = %dir.display(), "quiver server listening; MLFLOW_TRACKING_URI=http://{addr}");
-    let app = quiver_server::router(store);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    let options = serve_options(args);
+    let mut security = SecurityOptions::for_bind_host(host);
+    if !args.allowed_hosts.is_empty() {
+        security.allowed_hosts = trimmed(&args.allowed_hosts);
+    }
+    security.cors_allowed_origins = trimmed(&args.cors_allowed_origins);
+    tracing::info!(%addr, store = %args.store.display(), "quiver server listening; MLFLOW_TRACKING_URI=http://{addr}");
+    tracing::debug!(?security, ?options, "serving");
+    let app = security.protect(quiver_server::router(store));
+    quiver_server::serve::serve(listener, app, options, shutdown_signal()).await;
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// The serving options from the flags, with the connection cap lowered to what the open-file
+/// limit (raised to its hard limit first) leaves room for.
+fn serve_options(args: &Args) -> ServeOptions {
+    let mut max_connections = args.max_connections.max(1);
+    match quiver_server::serve::raise_open_file_limit() {
+        Ok(files) => {
+            let room = files.saturating_sub(RESERVED_FILES).max(16) as usize;
+            if max_connections > room {
+                tracing::warn!(
+                    requested = max_connections,
+                    open_file_limit = files,
+                    "lowering --max-connections to {room} to fit the open-file limit"
+                );
+                max_connections = room;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "keeping the open-file limit as it is"),
+    }
+    ServeOptions {
+        max_connections,
+        header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
+        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        ..ServeOptions::default()
+    }
+}
+
+fn trimmed(list: &[String]) -> Vec<String> {
+    list.iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 async fn shutdown_signal() {

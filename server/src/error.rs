@@ -67,15 +67,19 @@ impl From<quiver_store::Error> for ApiError {
             // MLflow answers INVALID_STATE with 500, which its client retries seven times with
             // backoff; it is a user error, so Quiver answers 400 with the same error code.
             ErrorCode::InvalidState => StatusCode::BAD_REQUEST,
+            // A full disk: 507 Insufficient Storage, so clients tell it from a bug.
+            ErrorCode::ResourceExhausted => StatusCode::INSUFFICIENT_STORAGE,
             ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
-            tracing::error!(error = %e, "internal error");
+            // The log gets the whole error (with the paths of the server's files); the client a
+            // message without them.
+            tracing::error!(error = %e, "request failed");
         }
         ApiError {
             status,
             code: code.as_str(),
-            message: e.to_string(),
+            message: e.public_message(),
         }
     }
 }

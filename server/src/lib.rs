@@ -8,10 +8,16 @@
 //! The wire format lives here only: [`wire`] reads requests with MLflow's conventions, [`json`]
 //! writes responses, [`error`] is the one mapping of store errors onto error codes and statuses,
 //! [`user`] names who makes a request (recorded with registry and deployment changes).
+//!
+//! Serving: [`serve::serve`] is the accept loop (connection cap, header-read and idle timeouts,
+//! `TCP_NODELAY`, JSON for every error) and [`security::SecurityOptions::protect`] adds the
+//! Host allowlist and the cross-origin checks that keep web pages away from a local server.
 
 pub mod error;
 pub mod json;
 mod routes;
+pub mod security;
+pub mod serve;
 pub mod user;
 pub mod wire;
 
@@ -34,7 +40,8 @@ pub struct AppState {
     pub store: Arc<Store>,
 }
 
-/// The whole API as an axum router.
+/// The whole API as an axum router (without the Host and Origin checks of
+/// [`security::SecurityOptions::protect`], which a server open to browsers needs).
 pub fn router(store: Arc<Store>) -> Router {
     let state = AppState { store };
     routes::all()

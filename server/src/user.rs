@@ -1,16 +1,53 @@
 //! Who makes a request: the user name of an `Authorization: Basic` header, which the `mlflow`
-//! client sends when `MLFLOW_TRACKING_USERNAME` is set. Quiver does not authenticate; the name is
-//! recorded with registry and deployment changes so that their history says who made them.
-
-use std::convert::Infallible;
+//! client sends when `MLFLOW_TRACKING_USERNAME` is set. Quiver does not authenticate: the name
+//! is whatever the client claims (the password is ignored). It is recorded with registry and
+//! deployment changes so that their history says who made them, and it is validated
+//! ([`validate_user_name`]) so that the history holds no control characters or huge names.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine;
 
+use crate::ApiError;
+
+/// The longest user name accepted, in characters.
+pub const MAX_USER_NAME_CHARS: usize = 256;
+
+/// Checks a claimed user name: at most [`MAX_USER_NAME_CHARS`] characters, all printable (no
+/// control characters, no invisible formatting or bidirectional-override characters, no line
+/// or paragraph separators). Otherwise `400 INVALID_PARAMETER_VALUE`.
+pub fn validate_user_name(name: &str) -> Result<(), ApiError> {
+    let chars = name.chars().count();
+    if chars > MAX_USER_NAME_CHARS {
+        return Err(ApiError::invalid(format!(
+            "The user name in the Authorization header has {chars} characters; at most \
+             {MAX_USER_NAME_CHARS} are allowed"
+        )));
+    }
+    if let Some(c) = name.chars().find(|&c| !is_printable(c)) {
+        return Err(ApiError::invalid(format!(
+            "The user name in the Authorization header holds a non-printable character \
+             (U+{:04X}); only printable characters are allowed",
+            c as u32
+        )));
+    }
+    Ok(())
+}
+
+/// Not a control character (C0, DEL, C1), nor one of the invisible format characters that can
+/// disguise a name (soft hyphen, zero-width and joiner characters, bidirectional controls, line
+/// and paragraph separators, the byte-order mark).
+fn is_printable(c: char) -> bool {
+    !(c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'))
+}
+
 /// The request's user name, `""` when the request names none (no `Authorization` header, another
-/// scheme, or a header that does not decode). Never rejects a request.
+/// scheme, or a header that does not decode). As an extractor it rejects a request whose name
+/// fails [`validate_user_name`] with `400 INVALID_PARAMETER_VALUE`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct User(pub String);
 
@@ -37,15 +74,17 @@ impl User {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for User {
-    type Rejection = Infallible;
+    type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
+        let user = parts
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(User::from_authorization)
-            .unwrap_or_default())
+            .unwrap_or_default();
+        validate_user_name(&user.0)?;
+        Ok(user)
     }
 }
 
@@ -87,6 +126,44 @@ mod tests {
         ] {
             assert_eq!(User::from_authorization(value), User::default(), "{value}");
         }
+    }
+
+    #[test]
+    fn user_names_must_be_printable_and_short() {
+        for ok in [
+            "",
+            "alice",
+            "d\u{e9}j\u{e0} vu",
+            "\u{7528}\u{6237}",
+            &"x".repeat(256),
+        ] {
+            assert!(validate_user_name(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "a\nb".to_string(),
+            "nul\0".to_string(),
+            "tab\t".to_string(),
+            "esc\u{1b}[31m".to_string(),
+            "del\u{7f}".to_string(),
+            "c1\u{85}".to_string(),
+            "bidi\u{202E}nimda".to_string(),
+            "zero\u{200B}width".to_string(),
+            "x".repeat(257),
+        ] {
+            let e = validate_user_name(&bad).unwrap_err();
+            assert_eq!(e.code, "INVALID_PARAMETER_VALUE", "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_extractor_rejects_an_invalid_name() {
+        let req = axum::http::Request::builder()
+            .header(AUTHORIZATION, basic("ad\nmin:pw"))
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = req.into_parts();
+        let e = User::from_request_parts(&mut parts, &()).await.unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 mod admin;
 mod artifacts;
 mod compat;
+mod hardening;
 mod models;
 mod server;
 mod sql;
@@ -37,34 +38,25 @@ impl TestServer {
         s
     }
 
-    /// Starts a server on a fresh store, with more arguments for `quiver server`.
-    pub fn start_with(args: &[&str]) -> TestServer {
+    /// Starts a server on a fresh store with extra `quiver server` arguments.
+    pub fn start_with(extra: &[&str]) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("store");
-        let mut s = TestServer::start_on_with(&store, args);
+        let mut s = TestServer::spawn(&store, extra, |_| {});
         s._dir = Some(dir);
         s
     }
 
     /// Starts a server on the store at `store` (kept after the server stops).
     pub fn start_on(store: &Path) -> TestServer {
-        TestServer::start_on_with(store, &[])
+        TestServer::spawn(store, &[], |_| {})
     }
 
-    /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Whether the server process is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Starts a server on the store at `store` with more arguments for `quiver server`.
-    pub fn start_on_with(store: &Path, args: &[&str]) -> TestServer {
+    /// Starts a server on `store` with extra arguments, after `setup` adjusts the command.
+    pub fn spawn(store: &Path, extra: &[&str], setup: impl FnOnce(&mut Command)) -> TestServer {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_quiver"));
+        command
             .args([
                 "server",
                 "--host",
@@ -74,12 +66,12 @@ impl TestServer {
                 "--store",
             ])
             .arg(store)
-            .args(args)
+            .args(extra)
             .env("QUIVER_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start quiver server");
+            .stderr(Stdio::inherit());
+        setup(&mut command);
+        let child = command.spawn().expect("start quiver server");
         let url = format!("http://127.0.0.1:{port}");
         let server = TestServer {
             child,
@@ -100,6 +92,21 @@ impl TestServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("quiver server did not answer /health within 60 s");
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        self.url.trim_start_matches("http://").to_string()
     }
 
     /// The URL of an API path (`/api/2.0/mlflow/...`).

@@ -1,18 +1,36 @@
 //! Health, version and server capabilities.
 
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::mlflow;
-use crate::AppState;
+use crate::{blocking, ApiError, AppState};
 
 /// `GET /health`, `GET /version`, `GET /api/3.0/mlflow/server-info`.
 pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = router
-        .route("/health", get(|| async { "OK" }))
+        .route("/health", get(health))
         .route("/version", get(|| async { crate::MLFLOW_COMPAT_VERSION }));
     mlflow(router, "3.0", "/server-info", get(server_info))
+}
+
+/// `OK` while the store accepts writes; otherwise 503 with the reason in MLflow's error format
+/// (e.g. `RESOURCE_EXHAUSTED` while the disk is full), so that a load balancer or an operator
+/// sees a server that cannot record anything.
+async fn health(State(s): State<AppState>) -> Response {
+    match blocking(move || Ok(s.store.writable())).await {
+        Ok(Ok(())) => "OK".into_response(),
+        Ok(Err(e)) => {
+            let mut refusal = ApiError::from(e);
+            refusal.status = StatusCode::SERVICE_UNAVAILABLE;
+            refusal.into_response()
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 /// What the client probes before artifact operations: proxied artifact serving is on;
