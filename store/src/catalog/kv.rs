@@ -89,10 +89,13 @@ struct OverlayState {
     /// The LSN the writes being made now belong to.
     lsn: u64,
     /// Per tree: the newest staged value of each key (`None`: removed) and its LSN.
-    latest: Vec<BTreeMap<Vec<u8>, (u64, Option<Value>)>>,
+    latest: Vec<StagedTree>,
     /// Every staged write, oldest first.
     log: VecDeque<StagedWrite>,
 }
+
+/// The newest staged value of each key of one tree (`None`: removed) and the LSN it belongs to.
+type StagedTree = BTreeMap<Vec<u8>, (u64, Option<Value>)>;
 
 #[derive(Debug)]
 struct StagedWrite {
