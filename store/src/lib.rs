@@ -39,6 +39,7 @@ mod fsutil;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod lock;
+mod memory;
 mod metrics;
 mod model_types;
 mod ops;

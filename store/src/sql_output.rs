@@ -28,15 +28,12 @@ pub fn csv(batches: &[RecordBatch], out: impl Write) -> Result<(), ArrowError> {
 
 /// The rows as JSON objects (`[{column: value}, ...]`; nulls omitted).
 pub fn json_rows(batches: &[RecordBatch]) -> Result<serde_json::Value, ArrowError> {
-    let mut w = arrow::json::ArrayWriter::new(Vec::new());
+    let mut encoder = JsonRowsEncoder::new();
+    let mut bytes = b"[".to_vec();
     for b in batches {
-        w.write(b)?;
+        bytes.extend(encoder.rows(b)?);
     }
-    w.finish()?;
-    let bytes = w.into_inner();
-    if bytes.is_empty() {
-        return Ok(serde_json::Value::Array(Vec::new()));
-    }
+    bytes.push(b']');
     serde_json::from_slice(&bytes).map_err(|e| ArrowError::JsonError(e.to_string()))
 }
 
@@ -45,12 +42,12 @@ pub fn arrow_ipc(batches: &[RecordBatch]) -> Result<Vec<u8>, ArrowError> {
     let Some(first) = batches.first() else {
         return Ok(Vec::new());
     };
-    let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &first.schema())?;
+    let (mut encoder, mut bytes) = ArrowIpcEncoder::new(&first.schema())?;
     for b in batches {
-        w.write(b)?;
+        bytes.extend(encoder.batch(b)?);
     }
-    w.finish()?;
-    w.into_inner()
+    bytes.extend(encoder.finish()?);
+    Ok(bytes)
 }
 
 /// JSON rows written batch by batch: the same objects as [`json_rows`], separated by commas,
@@ -141,15 +138,11 @@ pub fn parquet(batches: &[RecordBatch], out: impl Write + Send) -> Result<(), Ar
     let Some(first) = batches.first() else {
         return Ok(());
     };
-    let mut w = parquet::arrow::ArrowWriter::try_new(out, first.schema(), None)
-        .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+    let mut encoder = ParquetEncoder::new(out, first.schema())?;
     for b in batches {
-        w.write(b)
-            .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+        encoder.write(b)?;
     }
-    w.close()
-        .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
-    Ok(())
+    encoder.finish()
 }
 
 /// A Parquet file written batch by batch.

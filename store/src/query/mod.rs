@@ -144,16 +144,6 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// Gives the memory a finished query freed back to the system: glibc's allocator keeps freed
-/// pages of its arenas (one per thread that allocated) until told otherwise.
-pub(crate) fn release_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the system.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 impl Store {
     /// Runs one SQL query over the store with the store's [`QueryOptions`]
     /// ([`StoreOptions::sql`](crate::StoreOptions::sql)) and returns its whole result.
@@ -314,7 +304,7 @@ fn start(inner: Arc<Inner>, sql: &str, options: &QueryOptions, execute: bool) ->
             let _ = tx.send(Err(e)).await;
         }
         drop(ctx);
-        release_memory();
+        crate::memory::release_free_memory();
     });
     let schema = stream::wait_schema(schema_rx)?;
     Ok(SqlStream::new(schema, rx))

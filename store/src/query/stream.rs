@@ -115,7 +115,7 @@ impl Drop for SqlStream {
         self.held = None;
         // Close the channel first, so that the query stops, then give memory back.
         self.rx.close();
-        super::release_memory();
+        crate::memory::release_free_memory();
     }
 }
 

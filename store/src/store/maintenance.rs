@@ -104,7 +104,7 @@ impl Inner {
                 ms = t.elapsed().as_millis() as u64,
                 "run index built"
             );
-            release_free_memory();
+            crate::memory::release_free_memory();
         }
     }
 
@@ -127,7 +127,7 @@ impl Inner {
                 if let Err(e) = self.flush() {
                     tracing::error!(error = %e, "background flush failed");
                 }
-                release_free_memory();
+                crate::memory::release_free_memory();
                 last_flush = Instant::now();
             }
             let o = &self.options;
@@ -138,16 +138,5 @@ impl Inner {
                 tracing::error!(error = %e, "background compaction failed");
             }
         }
-    }
-}
-
-/// Hands memory freed by a flush (the frozen buffer) and by request handling back to the OS.
-/// glibc keeps freed heap in its arenas: after an HTTP ingest load the server stayed at ~170 MiB
-/// RSS until trimmed (~70 MiB after).
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim has no preconditions; it only releases free memory.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

@@ -64,17 +64,35 @@ fn observe(s: &Store, exp: &str, run: &str) -> String {
     )
 }
 
+/// A new experiment with one run: their ids.
 fn setup(s: &Store) -> (String, String) {
     let exp = s.create_experiment("faults", None, &[]).unwrap();
-    let run = s
-        .create_run(CreateRun {
-            experiment_id: Some(exp.clone()),
-            ..Default::default()
-        })
-        .unwrap()
-        .info
-        .run_id;
+    let run = new_run_in(s, &exp);
     (exp, run)
+}
+
+fn new_run_in(s: &Store, exp: &str) -> String {
+    s.create_run(CreateRun {
+        experiment_id: Some(exp.to_string()),
+        ..Default::default()
+    })
+    .unwrap()
+    .info
+    .run_id
+}
+
+/// The store in `dir` as a crash leaves it: the running store is abandoned (never closed) and its
+/// directory, which it keeps locked, is copied and opened.
+fn reopen_after_crash(
+    s: Store,
+    dir: &std::path::Path,
+    faults: &Arc<FaultInjection>,
+) -> (tempfile::TempDir, Store) {
+    std::mem::forget(s);
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir, copy.path());
+    let reopened = open(copy.path(), faults);
+    (copy, reopened)
 }
 
 /// Waits (bounded) until the store accepts writes again.
@@ -136,13 +154,8 @@ fn a_failed_fsync_is_never_visible_and_writes_resume_without_a_restart() {
     assert!(seen.contains(r#"params=["a", "c"]"#), "{seen}");
     assert!(seen.contains("history=30"), "{seen}");
 
-    // What readers saw is exactly what the log holds: after a crash (the directory as the
-    // running store leaves it, copied, since the store keeps it locked) ...
-    std::mem::forget(s);
-    let copy = tempfile::tempdir().unwrap();
-    copy_dir(dir.path(), copy.path());
-    std::fs::remove_file(copy.path().join("LOCK")).ok();
-    let s2 = open(copy.path(), &faults);
+    // What readers saw is exactly what the log holds: after a crash ...
+    let (copy, s2) = reopen_after_crash(s, dir.path(), &faults);
     assert_eq!(observe(&s2, &exp, &run), seen);
     s2.close().unwrap();
     // ... and after a clean close.
@@ -156,17 +169,7 @@ fn writers_racing_a_failing_log_leave_what_readers_saw_and_nothing_else() {
     let faults = Arc::new(FaultInjection::default());
     let s = Arc::new(open(dir.path(), &faults));
     let (exp, _) = setup(&s);
-    let runs: Vec<String> = (0..4)
-        .map(|_| {
-            s.create_run(CreateRun {
-                experiment_id: Some(exp.clone()),
-                ..Default::default()
-            })
-            .unwrap()
-            .info
-            .run_id
-        })
-        .collect();
+    let runs: Vec<String> = (0..4).map(|_| new_run_in(&s, &exp)).collect();
     let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
     let threads: Vec<_> = runs
         .iter()
@@ -230,10 +233,7 @@ fn a_failed_delta_log_append_is_retried_by_the_next_flush() {
     s.flush().unwrap();
     let seen = observe(&s, &exp, &run);
     // Crash (no clean close): the catalog is rebuilt from base + delta + log.
-    std::mem::forget(s);
-    let copy = tempfile::tempdir().unwrap();
-    copy_dir(dir.path(), copy.path());
-    let s2 = open(copy.path(), &faults);
+    let (_copy, s2) = reopen_after_crash(s, dir.path(), &faults);
     assert_eq!(observe(&s2, &exp, &run), seen);
     assert!(seen.contains(r#"params=["a", "b", "c"]"#), "{seen}");
 }
