@@ -2,6 +2,7 @@
 
 mod admin;
 mod deployments;
+mod gc;
 mod models;
 mod server;
 mod sql;
@@ -60,6 +61,14 @@ enum Command {
         #[command(subcommand)]
         command: models::Command,
     },
+    /// Delete deleted runs and experiments for good (as `mlflow gc` does: their metrics, params,
+    /// tags and artifacts go too) and free the space of deleted and overwritten artifacts.
+    ///
+    /// Works on a store directory (--store) or a running server (--url). A running server also
+    /// frees unreferenced space by itself in the background; it never purges deleted runs.
+    ///
+    /// Example: quiver gc --older-than 30d
+    Gc(gc::Args),
 }
 
 fn main() {
@@ -89,5 +98,6 @@ fn run() -> anyhow::Result<()> {
         } => sql::run(&query, &store, url.as_deref(), format, output.as_ref()),
         Command::Deployments { command } => deployments::run(command),
         Command::Models { command } => models::run(command),
+        Command::Gc(args) => gc::run(args),
     }
 }

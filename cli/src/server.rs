@@ -49,12 +49,18 @@ pub(crate) struct Args {
     /// e.g. 512MiB, 2GiB or a number of bytes.
     #[arg(long, env = "QUIVER_SQL_MEMORY_LIMIT", default_value = "512MiB", value_parser = parse_bytes)]
     sql_memory_limit: usize,
+    /// How soon after an artifact is deleted or overwritten (and after start) the server frees
+    /// the disk space nothing references any more, at most once per this interval
+    /// (e.g. 60s, 5min). Deleted runs are purged only by `quiver gc`.
+    #[arg(long, env = "QUIVER_GC_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    gc_interval: std::time::Duration,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM, then closes the store (flushing it).
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let mut options = StoreOptions::default();
     options.sql.memory_limit = args.sql_memory_limit;
+    options.gc_interval = args.gc_interval;
     let store = match Store::open_with(&args.store, options) {
         Ok(s) => Arc::new(s),
         Err(e @ quiver_store::Error::Locked { .. }) => {

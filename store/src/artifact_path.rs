@@ -14,6 +14,22 @@ pub const MAX_COMPONENT_BYTES: usize = 255;
 /// Longest accepted normalized path, in bytes (`PATH_MAX` on Linux).
 pub const MAX_PATH_BYTES: usize = 4096;
 
+/// The store directory of an artifact URI this store serves (`mlflow-artifacts:/<path>` or
+/// `mlflow-artifacts://<host>/<path>`), normalized; `None` for any other scheme (`file:`, `s3:`
+/// ...), whose artifacts clients read and write directly and the store never holds.
+pub fn served_root(uri: &str) -> Result<Option<String>> {
+    let Some(rest) = uri.strip_prefix("mlflow-artifacts:") else {
+        return Ok(None);
+    };
+    let rest = match rest.strip_prefix("//") {
+        Some(authority_and_path) => authority_and_path
+            .find('/')
+            .map_or("", |i| &authority_and_path[i..]),
+        None => rest,
+    };
+    normalize(rest.trim_start_matches('/')).map(Some)
+}
+
 /// Normalizes a relative artifact path so that it can never escape its root.
 ///
 /// Splits on `/` and drops empty and `.` components, so duplicate and trailing slashes (which

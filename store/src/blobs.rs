@@ -362,14 +362,28 @@ impl BlobStore {
     /// return a digest whose blob is then gone. Reads of referenced blobs are unaffected.
     /// Removals are made durable with one directory sync per touched directory.
     pub fn gc(&self, is_referenced: impl Fn(&Digest) -> bool) -> Result<GcReport> {
+        let stored = self.list()?;
+        let mut report = self.remove_unreferenced(&stored, is_referenced)?;
+        report.blobs_kept = stored.len() as u64 - report.blobs_removed;
+        Ok(report)
+    }
+
+    /// Removes those of `candidates` for which `is_referenced` returns false (a candidate
+    /// already gone is skipped), with the same caller duty as [`BlobStore::gc`]. `blobs_kept`
+    /// of the report counts the candidates kept.
+    pub fn remove_unreferenced(
+        &self,
+        candidates: &[Digest],
+        is_referenced: impl Fn(&Digest) -> bool,
+    ) -> Result<GcReport> {
         let mut report = GcReport::default();
         let mut touched: Vec<PathBuf> = Vec::new();
-        for d in self.list()? {
-            if is_referenced(&d) {
+        for d in candidates {
+            if is_referenced(d) {
                 report.blobs_kept += 1;
                 continue;
             }
-            let path = self.blob_path(&d);
+            let path = self.blob_path(d);
             let len = match fs::metadata(&path) {
                 Ok(m) => m.len(),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -378,28 +392,25 @@ impl BlobStore {
             if self.unlink(&path)? {
                 report.blobs_removed += 1;
                 report.bytes_freed += len;
-                let dir = path
-                    .parent()
-                    .expect("blob paths have a parent")
-                    .to_path_buf();
-                if touched.last() != Some(&dir) {
-                    touched.push(dir);
-                }
+                touched.push(
+                    path.parent()
+                        .expect("blob paths have a parent")
+                        .to_path_buf(),
+                );
             }
         }
-        // `list` is sorted, so blobs of one directory are adjacent; dedup anyway for safety.
         touched.sort_unstable();
         touched.dedup();
         for dir in &touched {
             sync_dir(dir)?;
         }
-        tracing::info!(
-            root = %self.root.display(),
-            removed = report.blobs_removed,
-            bytes_freed = report.bytes_freed,
-            kept = report.blobs_kept,
-            "blob gc done"
-        );
+        if report.blobs_removed > 0 {
+            tracing::info!(
+                removed = report.blobs_removed,
+                bytes_freed = report.bytes_freed,
+                "removed unreferenced blobs"
+            );
+        }
         Ok(report)
     }
 

@@ -60,5 +60,5 @@ pub use metrics::MetricsStats;
 pub use model_types::*;
 pub use query::{QueryOptions, SqlStream};
 pub use search::{ExperimentPage, ExperimentSearch, RunPage, RunSearch, SEARCH_MAX_RESULTS};
-pub use store::{MetricHistory, Store, StoreOptions};
+pub use store::{MetricHistory, PurgeReport, PurgeRequest, Store, StoreOptions};
 pub use types::*;

@@ -78,6 +78,21 @@ pub(crate) enum Op {
         changes: Vec<RegistryChange>,
         events: Vec<EventRecord>,
     },
+    /// Delete deleted runs permanently (`quiver gc`): their record, params, tags, metrics,
+    /// inputs and artifact paths. Their metric points leave the segments when those are
+    /// rewritten, their blobs at the next blob collection.
+    PurgeRuns { runs: Vec<PurgedRun> },
+    /// Delete a deleted experiment permanently: its record, name, tags, datasets and whatever
+    /// runs it still holds (purged as by [`Op::PurgeRuns`]).
+    PurgeExperiment { id: u64 },
+}
+
+/// A run named in [`Op::PurgeRuns`], with its experiment (the run index is kept per experiment,
+/// and the run's record is gone once the op is applied).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PurgedRun {
+    pub(crate) run_id: String,
+    pub(crate) experiment_id: u64,
 }
 
 /// The payload of [`Op::LoggedModel`]: upserts of its record, tags and params.

@@ -270,22 +270,10 @@ fn not_served(run_id: &str, uri: &str) -> ApiError {
     ))
 }
 
-/// The store directory of an artifact URI this server serves (`mlflow-artifacts:/<path>` or
-/// `mlflow-artifacts://<host>/<path>`); `None` for any other scheme (`file:`, `s3:` ...), whose
-/// artifacts the client reads and writes directly.
+/// The store directory of an artifact URI this server serves (see
+/// [`artifact_path::served_root`]); `None` for other schemes.
 pub(crate) fn served_root(uri: &str) -> ApiResult<Option<String>> {
-    let Some(rest) = uri.strip_prefix("mlflow-artifacts:") else {
-        return Ok(None);
-    };
-    let rest = match rest.strip_prefix("//") {
-        Some(authority_and_path) => authority_and_path
-            .find('/')
-            .map_or("", |i| &authority_and_path[i..]),
-        None => rest,
-    };
-    Ok(Some(artifact_path::normalize(
-        rest.trim_start_matches('/'),
-    )?))
+    Ok(artifact_path::served_root(uri)?)
 }
 
 /// A `FileInfo`: `path`, `is_dir`, and `file_size` for files only.

@@ -3,6 +3,7 @@
 mod artifacts;
 mod deployments;
 mod experiments;
+mod gc;
 mod logged_models;
 mod metrics;
 mod misc;
@@ -66,6 +67,7 @@ pub(crate) fn all() -> Router<AppState> {
     let router = registry::routes(router);
     let router = deployments::routes(router);
     let router = sql::routes(router);
+    let router = gc::routes(router);
     misc::routes(router)
 }
 

@@ -301,6 +301,18 @@ impl Tree {
             .map_err(|e| Error::Internal(e.to_string()))
     }
 
+    /// Removes every entry whose key starts with `prefix`; returns how many there were.
+    pub(crate) fn remove_prefix(&self, prefix: &[u8]) -> Result<usize> {
+        let keys: Vec<Value> = self
+            .scan_prefix(prefix)
+            .map(|e| e.map(|(k, _)| k))
+            .collect::<Result<_>>()?;
+        for k in &keys {
+            self.remove(k)?;
+        }
+        Ok(keys.len())
+    }
+
     /// Every entry whose key starts with `prefix`, in key order.
     pub(crate) fn scan_prefix(
         &self,

@@ -674,8 +674,73 @@ impl Catalog {
                 outputs,
             } => self.models.apply_run_models(run_id, inputs, outputs)?,
             Op::Registry { changes, events } => self.models.apply_registry(changes, events)?,
+            Op::PurgeRuns { runs } => {
+                for r in runs {
+                    self.purge_run(&r.run_id, r.experiment_id)?;
+                }
+            }
+            Op::PurgeExperiment { id } => self.purge_experiment(*id)?,
         }
         Ok(())
+    }
+
+    /// Removes everything of run `run_id` (of experiment `experiment_id`): record, params,
+    /// tags, latest metrics, series ids, inputs, model links and the artifact paths under its
+    /// artifact root. Its series ids are not reused; their points are dropped from segments by
+    /// a rewrite that asks [`Catalog::series_exists`]. A run that is not there is a no-op.
+    fn purge_run(&self, run_id: &str, experiment_id: u64) -> Result<()> {
+        let Some(info) = self.run_info(run_id)? else {
+            return Ok(());
+        };
+        // A root the store does not serve (s3:, file: ...) holds nothing here; an unparsable
+        // one cannot have been written to either.
+        if let Ok(Some(root)) = crate::artifact_path::served_root(&info.artifact_uri) {
+            if !root.is_empty() {
+                self.artifacts.remove(root.as_bytes())?;
+                self.artifacts
+                    .remove_prefix(format!("{root}/").as_bytes())?;
+            }
+        }
+        let prefix = run_prefix(run_id);
+        for (_, id) in self.series_of_run(run_id)? {
+            self.series_by_id.remove(&id.to_be_bytes())?;
+        }
+        for tree in [
+            &self.series,
+            &self.params,
+            &self.tags,
+            &self.latest_metrics,
+            &self.run_inputs,
+        ] {
+            tree.remove_prefix(&prefix)?;
+        }
+        self.models.purge_run(run_id)?;
+        self.runs_by_experiment
+            .remove(&exp_key(experiment_id, run_id.as_bytes()))?;
+        self.runs.remove(run_id.as_bytes())?;
+        Ok(())
+    }
+
+    /// Removes experiment `id` with its name, tags, datasets and every run it holds.
+    fn purge_experiment(&self, id: u64) -> Result<()> {
+        for run_id in self.run_ids_of_experiment(id)? {
+            self.purge_run(&run_id, id)?;
+        }
+        if let Some(bytes) = self.experiments.get(&id.to_be_bytes())? {
+            let rec: ExperimentRecord = dec(&bytes)?;
+            if self.experiment_id_by_name(&rec.name)? == Some(id) {
+                self.experiment_names.remove(rec.name.as_bytes())?;
+            }
+        }
+        self.experiment_tags.remove_prefix(&id.to_be_bytes())?;
+        self.datasets.remove_prefix(&id.to_be_bytes())?;
+        self.experiments.remove(&id.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Whether metric series `id` still belongs to a run (false once its run is purged).
+    pub(crate) fn series_exists(&self, id: u64) -> Result<bool> {
+        self.series_by_id.contains(&id.to_be_bytes())
     }
 
     fn apply_batch(&self, batch: &LogBatch) -> Result<()> {

@@ -235,6 +235,15 @@ impl ModelTrees {
             .collect()
     }
 
+    /// Forgets which logged models run `run_id` used and produced (the models themselves stay:
+    /// model versions may point at them).
+    pub(crate) fn purge_run(&self, run_id: &str) -> Result<()> {
+        let prefix = run_prefix(run_id);
+        self.run_model_inputs.remove_prefix(&prefix)?;
+        self.run_model_outputs.remove_prefix(&prefix)?;
+        Ok(())
+    }
+
     // ----- registry -----
 
     /// The id the next registered model gets.
@@ -475,7 +484,7 @@ impl ModelTrees {
                     &self.model_version_tags,
                     &self.model_aliases,
                 ] {
-                    remove_prefix(tree, &prefix)?;
+                    tree.remove_prefix(&prefix)?;
                 }
             }
             RegistryChange::PutModelTag { id, tag } => {
@@ -497,7 +506,8 @@ impl ModelTrees {
             RegistryChange::DeleteVersion { id, version } => {
                 self.model_versions
                     .remove(&version_key(*id, *version, &[]))?;
-                remove_prefix(&self.model_version_tags, &version_key(*id, *version, &[]))?;
+                self.model_version_tags
+                    .remove_prefix(&version_key(*id, *version, &[]))?;
                 for (alias, v) in self.aliases(*id)? {
                     if v == *version {
                         self.model_aliases.remove(&id_key(*id, alias.as_bytes()))?;
@@ -528,15 +538,4 @@ impl ModelTrees {
         }
         Ok(())
     }
-}
-
-fn remove_prefix(tree: &Tree, prefix: &[u8]) -> Result<()> {
-    let keys: Vec<_> = tree
-        .scan_prefix(prefix)
-        .map(|e| e.map(|(k, _)| k))
-        .collect::<Result<_>>()?;
-    for k in keys {
-        tree.remove(&k)?;
-    }
-    Ok(())
 }

@@ -295,6 +295,68 @@ impl MetricsStore {
         Ok(true)
     }
 
+    /// Rewrites every segment that holds a series `keep` rejects (the series of purged runs)
+    /// without those rows, one segment at a time; a segment left with nothing is dropped.
+    /// Returns the number of rows removed. Streams (see [`segment::write_filtered`]). Points
+    /// still in buffers are not touched: flush first to reach them. Each step is crash-safe: the
+    /// new segment is durable before the manifest names it, and the old file is deleted after.
+    pub(crate) fn drop_series(&self, keep: impl Fn(u64) -> Result<bool>) -> Result<u64> {
+        let mut manifest = self.manifest.lock().expect("manifest lock");
+        let segments: Vec<Arc<Segment>> =
+            self.state.read().expect("metrics state").segments.clone();
+        let mut removed = 0u64;
+        for seg in segments {
+            let mut dead = std::collections::HashSet::new();
+            for ext in seg.directory() {
+                if !keep(ext.series)? {
+                    dead.insert(ext.series);
+                }
+            }
+            if dead.is_empty() {
+                continue;
+            }
+            let mut updated = manifest.clone();
+            let replacement = if dead.len() == seg.directory().len() {
+                None
+            } else {
+                let id = updated.next_segment;
+                updated.next_segment += 1;
+                let path = segment_path(&self.dir, id);
+                segment::write_filtered(&path, &seg, |s| !dead.contains(&s))?;
+                Some(Arc::new(Segment::open(id, &path)?))
+            };
+            updated.segments = updated
+                .segments
+                .iter()
+                .filter_map(|&s| {
+                    if s == seg.id {
+                        replacement.as_ref().map(|r| r.id)
+                    } else {
+                        Some(s)
+                    }
+                })
+                .collect();
+            updated.store(&self.dir.join(MANIFEST))?;
+            *manifest = updated;
+            removed += seg.rows() - replacement.as_ref().map_or(0, |r| r.rows());
+            {
+                let mut s = self.state.write().expect("metrics state");
+                let at = s.segments.iter().position(|x| x.id == seg.id);
+                match (at, replacement) {
+                    (Some(i), Some(r)) => s.segments[i] = r,
+                    (Some(i), None) => {
+                        s.segments.remove(i);
+                    }
+                    (None, _) => {}
+                }
+            }
+            // Readers holding the old segment keep their mapping; the file goes when they drop it.
+            std::fs::remove_file(&seg.path).at(&seg.path)?;
+            crate::fsutil::sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
     /// A consistent view of series `id` across segments and buffers.
     pub(crate) fn series(&self, id: u64) -> SeriesView {
         self.views(&[id]).pop().expect("one view per id")

@@ -123,35 +123,98 @@ pub(crate) fn write(path: &Path, series: &[(u64, Points)]) -> Result<u64> {
         });
         row += n as u64;
     }
-    let encoded = hex::encode(postcard::to_allocvec(&directory).expect("encode directory"));
-    let dir = path.parent().expect("segment path has a parent");
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).at(dir)?;
-    {
-        let file = tmp.as_file_mut();
-        let mut w = ArrowWriter::try_new(file, schema(), Some(writer_properties(encoded)))
-            .map_err(|e| parquet_err(path, e))?;
+    write_with(path, &directory, |w| {
         let mut pending: Vec<(u64, &Points)> = Vec::new();
         let mut pending_rows = 0;
         for (id, p) in series.iter().filter(|(_, p)| !p.is_empty()) {
             pending.push((*id, p));
             pending_rows += p.len();
-            if pending_rows >= 65536 {
-                w.write(&to_batch(&pending))
-                    .map_err(|e| parquet_err(path, e))?;
+            if pending_rows >= BATCH_ROWS {
+                w.write(&to_batch(&pending))?;
                 pending.clear();
                 pending_rows = 0;
             }
         }
         if !pending.is_empty() {
-            w.write(&to_batch(&pending))
-                .map_err(|e| parquet_err(path, e))?;
+            w.write(&to_batch(&pending))?;
         }
-        w.close().map_err(|e| parquet_err(path, e))?;
+        Ok(())
+    })?;
+    Ok(row)
+}
+
+/// Writes a new segment at `path` holding the series of `src` that `keep` accepts, unchanged,
+/// and returns the number of rows written. Streams: at most [`BATCH_ROWS`] rows are in memory
+/// at a time, however long a series is. Durable when this returns, as with [`write`].
+pub(crate) fn write_filtered(
+    path: &Path,
+    src: &Segment,
+    keep: impl Fn(u64) -> bool,
+) -> Result<u64> {
+    let mut directory = Vec::new();
+    let mut row = 0u64;
+    for ext in src.directory().iter().filter(|e| keep(e.series)) {
+        directory.push(SeriesExtent {
+            start: row,
+            ..ext.clone()
+        });
+        row += ext.rows;
+    }
+    write_with(path, &directory, |w| {
+        for ext in src.directory().iter().filter(|e| keep(e.series)) {
+            let end = ext.start + ext.rows;
+            let mut at = ext.start;
+            while at < end {
+                let upto = end.min(at + BATCH_ROWS as u64);
+                let chunk = src.read_rows(std::slice::from_ref(&(at..upto)), ext.has_extras)?;
+                w.write(&to_batch(&[(ext.series, &chunk)]))?;
+                at = upto;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(row)
+}
+
+/// Rows per record batch handed to the Parquet writer.
+const BATCH_ROWS: usize = 65536;
+
+/// A Parquet writer into a segment's temp file, with errors that name the segment.
+struct SegmentWriter<'a> {
+    w: ArrowWriter<&'a mut File>,
+    path: &'a Path,
+}
+
+impl SegmentWriter<'_> {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.w.write(batch).map_err(|e| parquet_err(self.path, e))
+    }
+}
+
+/// Writes a segment with series directory `directory` at `path` (temp file, fsync, rename,
+/// fsync of the directory); `fill` writes the rows, in directory order.
+fn write_with(
+    path: &Path,
+    directory: &[SeriesExtent],
+    fill: impl FnOnce(&mut SegmentWriter<'_>) -> Result<()>,
+) -> Result<()> {
+    let encoded = hex::encode(postcard::to_allocvec(directory).expect("encode directory"));
+    let dir = path.parent().expect("segment path has a parent");
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).at(dir)?;
+    {
+        let w = ArrowWriter::try_new(
+            tmp.as_file_mut(),
+            schema(),
+            Some(writer_properties(encoded)),
+        )
+        .map_err(|e| parquet_err(path, e))?;
+        let mut writer = SegmentWriter { w, path };
+        fill(&mut writer)?;
+        writer.w.close().map_err(|e| parquet_err(path, e))?;
     }
     tmp.as_file().sync_data().at(tmp.path())?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    crate::fsutil::sync_dir(dir)?;
-    Ok(row)
+    crate::fsutil::sync_dir(dir)
 }
 
 fn to_batch(series: &[(u64, &Points)]) -> RecordBatch {

@@ -391,6 +391,8 @@ impl ExperimentIndex {
             | Op::DeleteArtifacts { .. }
             | Op::LoggedModel(_)
             | Op::Registry { .. } => {}
+            // The run index drops an experiment's index when one of its runs is purged.
+            Op::PurgeRuns { .. } | Op::PurgeExperiment { .. } => {}
         }
         Ok(())
     }
@@ -563,6 +565,20 @@ impl RunIndex {
     /// Brings the indexes up to date with `op`, just applied to `catalog`. Called under the
     /// store's commit lock, so ops arrive in log order.
     pub(crate) fn apply(&self, op: &Op, catalog: &Catalog) -> Result<()> {
+        let purged: Vec<u64> = match op {
+            Op::PurgeRuns { runs } => runs.iter().map(|r| r.experiment_id).collect(),
+            Op::PurgeExperiment { id } => vec![*id],
+            _ => Vec::new(),
+        };
+        if !purged.is_empty() {
+            // Rows are not removed from a built index: it is dropped and rebuilt from the
+            // catalog on the next search. Purges are rare administrative acts.
+            let mut slots = self.slots.write().expect("run index lock");
+            for id in purged {
+                slots.remove(&id);
+            }
+            return Ok(());
+        }
         let slots = self.slots.read().expect("run index lock");
         if slots.is_empty() {
             return Ok(());
@@ -583,7 +599,9 @@ impl RunIndex {
             | Op::PutArtifact(_)
             | Op::DeleteArtifacts { .. }
             | Op::LoggedModel(_)
-            | Op::Registry { .. } => None,
+            | Op::Registry { .. }
+            | Op::PurgeRuns { .. }
+            | Op::PurgeExperiment { .. } => None,
         };
         let Some(slot) = experiment.and_then(|e| slots.get(&e)) else {
             return Ok(());

@@ -9,7 +9,7 @@ use std::io::Read;
 
 use super::Store;
 use crate::artifact_path;
-use crate::blobs::{BlobBytes, GcReport};
+use crate::blobs::BlobBytes;
 use crate::error::{Error, Result};
 use crate::ops::Op;
 use crate::types::{ArtifactEntry, ArtifactListEntry};
@@ -32,7 +32,7 @@ impl Store {
             digest,
             size,
         };
-        self.inner.commit(|cat| {
+        let replaced = self.inner.commit(|cat| {
             let mut ancestor = path.as_str();
             while let Some((parent, _)) = ancestor.rsplit_once('/') {
                 if cat.artifact(parent)?.is_some() {
@@ -51,8 +51,14 @@ impl Store {
                     "Invalid path '{path}': it is a directory"
                 )));
             }
-            Ok((Some(Op::PutArtifact(entry.clone())), ()))
+            let replaces = cat
+                .artifact(&path)?
+                .is_some_and(|old| old.digest != entry.digest);
+            Ok((Some(Op::PutArtifact(entry.clone())), replaces))
         })?;
+        if replaced {
+            self.inner.want_gc();
+        }
         Ok(entry)
     }
 
@@ -126,16 +132,8 @@ impl Store {
     pub fn delete_artifacts(&self, path: &str) -> Result<()> {
         let path = artifact_path::normalize(path)?;
         self.inner
-            .commit(|_| Ok((Some(Op::DeleteArtifacts { path: path.clone() }), ())))
-    }
-
-    /// Removes blobs that no artifact path refers to any more. Artifact uploads wait while it runs.
-    pub fn gc(&self) -> Result<GcReport> {
-        let _gc = self.inner.gc_lock.write().expect("gc lock");
-        let mut referenced = std::collections::HashSet::new();
-        for entry in self.inner.catalog.artifacts_with_prefix("") {
-            referenced.insert(entry?.digest);
-        }
-        self.inner.blobs.gc(|d| referenced.contains(d))
+            .commit(|_| Ok((Some(Op::DeleteArtifacts { path: path.clone() }), ())))?;
+        self.inner.want_gc();
+        Ok(())
     }
 }

@@ -137,6 +137,38 @@ impl Inner {
             {
                 tracing::error!(error = %e, "background compaction failed");
             }
+            self.maybe_collect_garbage();
+        }
+    }
+
+    /// Asks the background thread to collect garbage (see [`super::Store::gc`]).
+    pub(super) fn want_gc(&self) {
+        self.gc_wanted.store(true, Ordering::Release);
+    }
+
+    /// Collects garbage if it was asked for and the last collection is `gc_interval` old.
+    fn maybe_collect_garbage(&self) {
+        if !self.gc_wanted.load(Ordering::Acquire) {
+            return;
+        }
+        let mut last = self.last_gc.lock().expect("gc time");
+        if last.elapsed() < self.options.gc_interval {
+            return;
+        }
+        *last = Instant::now();
+        match self.collect_garbage() {
+            Ok(r) if r.blobs.blobs_removed > 0 || r.metric_points_removed > 0 => tracing::info!(
+                blobs_removed = r.blobs.blobs_removed,
+                bytes_freed = r.blobs.bytes_freed,
+                metric_points_removed = r.metric_points_removed,
+                "collected garbage"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                // Try again at the next interval.
+                self.want_gc();
+                tracing::error!(error = %e, "background garbage collection failed");
+            }
         }
     }
 }

@@ -34,6 +34,7 @@ pub(crate) mod logged_models;
 mod maintenance;
 mod metrics;
 mod model_versions;
+mod purge;
 mod recovery;
 pub(crate) mod registry;
 mod runs;
@@ -58,6 +59,7 @@ use crate::search::index::RunIndex;
 use crate::wal::Wal;
 
 pub use metrics::MetricHistory;
+pub use purge::{PurgeReport, PurgeRequest};
 
 /// Tuning of a [`Store`]. The defaults suit a server; tests use smaller thresholds.
 #[derive(Debug, Clone)]
@@ -84,6 +86,10 @@ pub struct StoreOptions {
     /// opening, so that the first search after a restart does not pay for it (about 2.6 s and
     /// 1.3 KB per run at 100,000 runs). Otherwise an experiment is indexed on its first search.
     pub index_on_open: bool,
+    /// How often, at most, the background thread collects garbage after a change that may have
+    /// left some (an overwritten or deleted artifact, a purge, and once after opening): blobs
+    /// no artifact refers to and segment rows of purged runs (see [`Store::gc`]).
+    pub gc_interval: Duration,
     /// I/O failures to inject, for tests of the store's behaviour on a failing disk.
     pub faults: Option<Arc<FaultInjection>>,
     /// Limits of each SQL query ([`Store::sql`], [`Store::sql_stream`]): its memory pool and
@@ -103,6 +109,7 @@ impl Default for StoreOptions {
             checkpoint_min_delta_bytes: 16 << 20,
             background: true,
             index_on_open: true,
+            gc_interval: Duration::from_secs(60),
             faults: None,
             sql: crate::QueryOptions::default(),
         }
@@ -169,6 +176,11 @@ pub(crate) struct Inner {
     flush_lock: Mutex<()>,
     /// Artifact puts hold it shared; blob garbage collection exclusively.
     gc_lock: RwLock<()>,
+    /// Set by changes that may have left blobs or segment rows unreferenced (and at open); the
+    /// background thread then collects them ([`StoreOptions::gc_interval`]).
+    gc_wanted: AtomicBool,
+    /// When the background thread last collected garbage.
+    last_gc: Mutex<Instant>,
     /// Set once an op reached the log but could not be applied: memory no longer matches it.
     poisoned: AtomicBool,
     /// Columnar index of runs for searches, per experiment searched so far.

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Instant;
 
 use super::{now_ms, Inner, StoreOptions};
 use crate::blobs::BlobStore;
@@ -180,6 +181,8 @@ pub(super) fn open(dir: &Path, options: StoreOptions) -> Result<Inner> {
         ),
         flush_lock: Mutex::new(()),
         gc_lock: RwLock::new(()),
+        gc_wanted: AtomicBool::new(true),
+        last_gc: Mutex::new(Instant::now()),
         poisoned: AtomicBool::new(false),
         run_index: Default::default(),
         stop: (Mutex::new(false), Condvar::new()),

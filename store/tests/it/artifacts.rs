@@ -118,7 +118,10 @@ fn delete_and_gc_keep_referenced_blobs() {
     s.delete_artifacts("1/r/artifacts/a.txt").unwrap();
     assert!(s.list_artifacts("1/r/artifacts").unwrap().is_empty());
     let report = s.gc().unwrap();
-    assert_eq!((report.blobs_removed, report.blobs_kept), (2, 1));
+    assert_eq!(
+        (report.blobs.blobs_removed, report.blobs.blobs_kept),
+        (2, 1)
+    );
     let (_, bytes) = s.map_artifact("1/q/artifacts/b.txt").unwrap();
     assert_eq!(&*bytes, b"shared");
     assert_eq!(
@@ -144,5 +147,5 @@ fn concurrent_puts_of_the_same_content() {
         .collect();
     let digests: Vec<Digest> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert!(digests.windows(2).all(|w| w[0] == w[1]));
-    assert_eq!(s.gc().unwrap().blobs_kept, 1);
+    assert_eq!(s.gc().unwrap().blobs.blobs_kept, 1);
 }

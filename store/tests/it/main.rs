@@ -7,6 +7,7 @@ mod faults;
 mod metrics;
 mod models;
 mod props;
+mod purge;
 mod recovery;
 mod search;
 mod sql;
