@@ -4,6 +4,7 @@
 mod admin;
 mod artifacts;
 mod compat;
+mod gc;
 mod hardening;
 mod models;
 mod server;
