@@ -30,6 +30,8 @@
 mod artifacts;
 mod deployments;
 mod experiments;
+#[cfg(test)]
+mod format_sample;
 pub(crate) mod logged_models;
 mod maintenance;
 mod metrics;

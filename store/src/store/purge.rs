@@ -145,7 +145,7 @@ impl Store {
 
     /// Purges those of `run_ids` that are still there and deleted (or, with `experiment`, that
     /// belong to that experiment while it is deleted), in one logged op; returns how many.
-    fn purge_runs(&self, run_ids: &[String], experiment: Option<u64>) -> Result<u64> {
+    pub(super) fn purge_runs(&self, run_ids: &[String], experiment: Option<u64>) -> Result<u64> {
         self.inner.commit(|cat| {
             let mut runs = Vec::new();
             for run_id in run_ids {

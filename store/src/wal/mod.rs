@@ -21,7 +21,7 @@
 //! Lock order: `io` → `append` → `closed`; `sync` is never held while taking another lock.
 
 mod reader;
-mod record;
+pub(crate) mod record;
 mod writer;
 
 #[cfg(test)]
