@@ -180,7 +180,10 @@ fn write_format_sample() {
     let gone_run = run_named(&store, &gone, "gone-run");
     log_points(&store, &gone_run, "loss", 0..200);
     store
-        .put_artifact(&format!("{pinned}/{base}/artifacts/base.txt"), &b"base bytes"[..])
+        .put_artifact(
+            &format!("{pinned}/{base}/artifacts/base.txt"),
+            &b"base bytes"[..],
+        )
         .unwrap();
     store.flush().unwrap();
 
@@ -191,10 +194,10 @@ fn write_format_sample() {
 
     // 3. Only in the write-ahead log: one op of every kind.
     let scratch = store.create_experiment("scratch", None, &[]).unwrap();
-    store.rename_experiment(&scratch, "scratch-renamed").unwrap();
     store
-        .set_experiment_tag(&scratch, "note", "kept")
+        .rename_experiment(&scratch, "scratch-renamed")
         .unwrap();
+    store.set_experiment_tag(&scratch, "note", "kept").unwrap();
     store
         .set_experiment_tag(&scratch, "tmp", "dropped")
         .unwrap();
@@ -325,18 +328,29 @@ fn write_format_sample() {
             .unwrap();
     }
     store.delete_deployment("canary", user).unwrap();
-    store.delete_model_version("pinned-model", "2", user).unwrap();
+    store
+        .delete_model_version("pinned-model", "2", user)
+        .unwrap();
     store
         .create_registered_model("dropped-model", &[], None, user)
         .unwrap();
-    store.delete_registered_model("dropped-model", user).unwrap();
+    store
+        .delete_registered_model("dropped-model", user)
+        .unwrap();
     // Purged without a flush (Store::purge flushes), so the purge ops stay in the log.
     store.delete_run(&doomed).unwrap();
-    assert_eq!(store.purge_runs(&[doomed.clone()], None).unwrap(), 1);
+    assert_eq!(
+        store
+            .purge_runs(std::slice::from_ref(&doomed), None)
+            .unwrap(),
+        1
+    );
     store.delete_experiment(&gone).unwrap();
     let gone_id: u64 = gone.parse().unwrap();
     assert_eq!(
-        store.purge_runs(&[gone_run.clone()], Some(gone_id)).unwrap(),
+        store
+            .purge_runs(std::slice::from_ref(&gone_run), Some(gone_id))
+            .unwrap(),
         1
     );
     store
@@ -428,7 +442,12 @@ fn the_committed_sample_opens_with_everything_in_it() {
     );
     assert_eq!(wal_op_names(&sample), sorted(ALL_OPS.to_vec()));
     assert!(sample.join("catalog/base.ckpt").is_file());
-    assert!(std::fs::metadata(sample.join("catalog/delta.log")).unwrap().len() > 0);
+    assert!(
+        std::fs::metadata(sample.join("catalog/delta.log"))
+            .unwrap()
+            .len()
+            > 0
+    );
 
     // Opening recovers (and may rewrite) the directory: work on a copy.
     let work = tempfile::tempdir().unwrap();
@@ -468,7 +487,10 @@ fn check_sample(store: &Store) {
     let (acc, _) = store.metric_history(&base, "acc", None, None).unwrap();
     assert_eq!(acc.len(), 1000);
     let (_, bytes) = store
-        .map_artifact(&format!("{}/{base}/artifacts/base.txt", pinned.experiment_id))
+        .map_artifact(&format!(
+            "{}/{base}/artifacts/base.txt",
+            pinned.experiment_id
+        ))
         .unwrap();
     assert_eq!(&*bytes, b"base bytes");
     assert!(store
@@ -522,7 +544,10 @@ fn check_sample(store: &Store) {
         .map(|d| d.name)
         .collect();
     assert_eq!(deployments, vec!["prod".to_string()]);
-    assert!(!store.registry_events(Some("pinned-model")).unwrap().is_empty());
+    assert!(!store
+        .registry_events(Some("pinned-model"))
+        .unwrap()
+        .is_empty());
     let total: i64 = {
         let batches = store.sql("SELECT count(*) FROM metrics").unwrap();
         let col = batches[0]

@@ -146,9 +146,13 @@ impl Inner {
         self.gc_wanted.store(true, Ordering::Release);
     }
 
-    /// Collects garbage if it was asked for and the last collection is `gc_interval` old.
+    /// Collects garbage if it was asked for and the last collection is `gc_interval` old:
+    /// blobs after a delete or overwrite, segment rows once after open (a purge a crash cut
+    /// short). Failures are logged and retried at the next interval.
     fn maybe_collect_garbage(&self) {
-        if !self.gc_wanted.load(Ordering::Acquire) {
+        let blobs = self.gc_wanted.load(Ordering::Acquire);
+        let points = self.purged_points_pending.load(Ordering::Acquire);
+        if !blobs && !points {
             return;
         }
         let mut last = self.last_gc.lock().expect("gc time");
@@ -156,18 +160,17 @@ impl Inner {
             return;
         }
         *last = Instant::now();
-        match self.collect_garbage() {
-            Ok(r) if r.blobs.blobs_removed > 0 || r.metric_points_removed > 0 => tracing::info!(
-                blobs_removed = r.blobs.blobs_removed,
-                bytes_freed = r.blobs.bytes_freed,
-                metric_points_removed = r.metric_points_removed,
-                "collected garbage"
-            ),
-            Ok(_) => {}
-            Err(e) => {
-                // Try again at the next interval.
+        if points {
+            match self.drop_purged_points() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(metric_points_removed = n, "dropped points of purged runs"),
+                Err(e) => tracing::error!(error = %e, "dropping points of purged runs failed"),
+            }
+        }
+        if blobs {
+            if let Err(e) = self.collect_blobs() {
                 self.want_gc();
-                tracing::error!(error = %e, "background garbage collection failed");
+                tracing::error!(error = %e, "background blob collection failed");
             }
         }
     }

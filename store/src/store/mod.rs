@@ -181,6 +181,9 @@ pub(crate) struct Inner {
     /// Set by changes that may have left blobs or segment rows unreferenced (and at open); the
     /// background thread then collects them ([`StoreOptions::gc_interval`]).
     gc_wanted: AtomicBool,
+    /// Set at open: segments may hold points of runs whose purge a crash cut short; the
+    /// background thread then rewrites them once.
+    purged_points_pending: AtomicBool,
     /// When the background thread last collected garbage.
     last_gc: Mutex<Instant>,
     /// Set once an op reached the log but could not be applied: memory no longer matches it.

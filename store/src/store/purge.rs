@@ -187,9 +187,27 @@ impl Store {
 impl Inner {
     /// See [`Store::gc`].
     pub(super) fn collect_garbage(&self) -> Result<PurgeReport> {
+        let metric_points_removed = self.drop_purged_points()?;
+        self.collect_blobs().map(|blobs| PurgeReport {
+            metric_points_removed,
+            blobs,
+            ..PurgeReport::default()
+        })
+    }
+
+    /// Rewrites the segments that hold points of purged runs (see [`Store::gc`]).
+    pub(super) fn drop_purged_points(&self) -> Result<u64> {
+        self.purged_points_pending.store(false, Ordering::Release);
+        let catalog = &self.catalog;
+        self.metrics
+            .drop_series(|id| catalog.series_exists(id))
+            .inspect_err(|_| self.purged_points_pending.store(true, Ordering::Release))
+    }
+
+    /// Removes the blobs no artifact path refers to (see [`Store::gc`]).
+    pub(super) fn collect_blobs(&self) -> Result<GcReport> {
         self.gc_wanted.store(false, Ordering::Release);
         let catalog = &self.catalog;
-        let metric_points_removed = self.metrics.drop_series(|id| catalog.series_exists(id))?;
         // First pass without the lock: blobs unreferenced now are the only candidates, since a
         // blob referenced later was referenced by a put that holds the lock until it commits.
         let referenced = referenced_blobs(catalog)?;
@@ -209,11 +227,7 @@ impl Inner {
                 .remove_unreferenced(&candidates, |d| referenced.contains(d))?
         };
         blobs.blobs_kept = total - blobs.blobs_removed;
-        Ok(PurgeReport {
-            metric_points_removed,
-            blobs,
-            ..PurgeReport::default()
-        })
+        Ok(blobs)
     }
 }
 

@@ -182,6 +182,7 @@ pub(super) fn open(dir: &Path, options: StoreOptions) -> Result<Inner> {
         flush_lock: Mutex::new(()),
         gc_lock: RwLock::new(()),
         gc_wanted: AtomicBool::new(true),
+        purged_points_pending: AtomicBool::new(true),
         last_gc: Mutex::new(Instant::now()),
         poisoned: AtomicBool::new(false),
         run_index: Default::default(),
