@@ -4,6 +4,7 @@
 mod admin;
 mod artifacts;
 mod compat;
+mod full_disk;
 mod hardening;
 mod models;
 mod server;
