@@ -222,13 +222,15 @@ pub(super) fn small_downloads(server: &Server, r: &mut Report) {
         .map(|w| files as f64 / w.as_secs_f64())
         .collect();
     println!(
-        "  small_downloads: files/s per round: {} (server CPU {:.2} cores over all rounds)",
+        "  small_downloads: files/s per round: {} (server CPU {:.2} cores over all rounds, {:.1} \
+         µs per download)",
         rates
             .iter()
             .map(|r| format!("{r:.0}"))
             .collect::<Vec<_>>()
             .join(" "),
-        server_cpu.as_secs_f64() / busy.as_secs_f64().max(1e-9)
+        server_cpu.as_secs_f64() / busy.as_secs_f64().max(1e-9),
+        server_cpu.as_secs_f64() * 1e6 / (files * rounds) as f64
     );
     walls.sort();
     let median = files as f64 / percentile(&walls, 0.5).as_secs_f64();
