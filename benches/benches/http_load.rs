@@ -6,11 +6,14 @@
 //! blocking HTTP/1.1 clients (ureq, keep-alive) on the same machine:
 //!
 //! 1. `runs/log-batch` of 1000 metrics per request, 4 clients on their own runs and connections,
-//!    for 10 s: points/s and request latency.
+//!    for 10 s: points/s and request latency. Then 64 clients × 100 metrics per request (phase
+//!    `ingest_64`, see `concurrency.rs`): requests/s, points/s, latency, failures.
 //! 2. `metrics/get-history` of a 5,000-point metric: latency of sequential requests.
 //! 3. `metrics/get-history-bulk-interval` (`max_results=320`) of a 1,000,000-point metric
 //!    logged through log-batch beforehand: latency of sequential requests.
-//! 4. Upload (`PUT`) and download (`GET`) of a 64 MiB artifact through the artifact proxy.
+//! 4. Upload (`PUT`) and download (`GET`) of a 64 MiB artifact through the artifact proxy; then
+//!    500 downloads of 4 KiB artifacts over 4 kept-alive connections (phase `small_downloads`,
+//!    see `concurrency.rs`): files/s.
 //! 5. Server memory (`VmRSS`) idle on a fresh store and after the load, and the time from
 //!    process start to the first 200 from `/health` when restarting on the store used above.
 //! 6. `runs/search` on stores of 2,500 and 100,000 runs (phase `search`, see `search.rs`).
@@ -36,6 +39,8 @@ use quiver_benches::{
 };
 use serde_json::Value;
 
+#[path = "http_load/concurrency.rs"]
+mod concurrency;
 #[path = "http_load/registry.rs"]
 mod registry;
 #[path = "http_load/search.rs"]
@@ -109,6 +114,10 @@ fn main() {
         ingest(&server, &mut r);
         print_segments(&store);
     }
+    if phases.has("ingest_64") {
+        concurrency::ingest_64(&server, &mut r);
+        print_segments(&store);
+    }
     if phases.has("history") {
         reads.push(history(&server, &mut r));
     }
@@ -118,6 +127,9 @@ fn main() {
     }
     if phases.has("artifacts") {
         artifacts(&server, dir.path(), &mut r);
+    }
+    if phases.has("small_downloads") {
+        concurrency::small_downloads(&server, &mut r);
     }
 
     // 5b. Memory after the load.
@@ -188,11 +200,13 @@ fn main() {
 struct Phases(Vec<&'static str>);
 
 impl Phases {
-    const ALL: [&'static str; 8] = [
+    const ALL: [&'static str; 10] = [
         "ingest",
+        "ingest_64",
         "history",
         "bulk_interval",
         "artifacts",
+        "small_downloads",
         "restart",
         "search",
         "registry",
@@ -248,7 +262,7 @@ fn ingest(server: &Server, r: &mut Report) {
             let barrier = barrier.clone();
             std::thread::spawn(move || {
                 let agent = agent();
-                let mut batch = IngestBatch::new(run, i as u64 + 1);
+                let mut batch = IngestBatch::new(run, i as u64 + 1, BATCH);
                 let mut body = String::new();
                 let mut latencies = Vec::new();
                 barrier.wait();
@@ -709,9 +723,9 @@ fn json_f64(v: f64) -> String {
     serde_json::to_string(&v).expect("finite")
 }
 
-/// The log-batch requests of one ingest client: 1000 metrics (the 4 [`INGEST_KEYS`] × 250
-/// steps), values of noisy curves computed once and formatted once, steps and timestamps
-/// (100 ms per step) advanced each request, as a training job logs.
+/// The log-batch requests of one ingest client: `size` metrics (the 4 [`INGEST_KEYS`] ×
+/// `size / 4` steps; 1000 = 4 × 250), values of noisy curves computed once and formatted once,
+/// steps and timestamps (100 ms per step) advanced each request, as a training job logs.
 struct IngestBatch {
     run: String,
     values: Vec<String>,
@@ -719,12 +733,12 @@ struct IngestBatch {
 }
 
 impl IngestBatch {
-    fn new(run: String, seed: u64) -> IngestBatch {
-        let steps = BATCH / INGEST_KEYS.len();
+    fn new(run: String, seed: u64, size: usize) -> IngestBatch {
+        let steps = size / INGEST_KEYS.len();
         let mut curves: Vec<_> = (0..INGEST_KEYS.len() as u64)
             .map(|k| training_curve(CurveShape::default(), seed * 1000 + k))
             .collect();
-        let mut values = Vec::with_capacity(BATCH);
+        let mut values = Vec::with_capacity(steps * INGEST_KEYS.len());
         for step in 0..steps as i64 {
             for c in &mut curves {
                 values.push(json_f64(c.value(step)));
@@ -931,6 +945,12 @@ impl Server {
         }
     }
 
+    /// Resets the server's peak RSS (`VmHWM`) to its current RSS (`/proc/<pid>/clear_refs` ← 5,
+    /// which the process's owner may write); returns whether it could.
+    fn reset_peak(&self) -> bool {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").is_ok()
+    }
+
     /// CPU time (user + system) the server has used so far.
     fn cpu(&self) -> Duration {
         process_cpu(&self.pid().to_string())
@@ -1120,6 +1140,9 @@ fn sql_stream(bin: &Path, dir: &Path, r: &mut Report) {
         t.elapsed().as_secs_f64()
     );
     std::thread::sleep(settle());
+    let logged = server.memory();
+    // The peak of the query alone, not of the logging above.
+    let reset = server.reset_peak();
     let before = server.memory();
     let t = Instant::now();
     let resp = agent
@@ -1143,6 +1166,10 @@ fn sql_stream(bin: &Path, dir: &Path, r: &mut Report) {
     std::thread::sleep(settle());
     let after = server.memory();
     println!(
+        "  sql_stream: after logging: {}; VmHWM reset before the query: {reset}",
+        logged.describe()
+    );
+    println!(
         "  sql_stream: {bytes} bytes in {:.2} s; before: {}; after: {}",
         took.as_secs_f64(),
         before.describe(),
@@ -1158,8 +1185,20 @@ fn sql_stream(bin: &Path, dir: &Path, r: &mut Report) {
         None,
     );
     r.row(
-        "  peak server RSS (VmHWM) during it / RSS after",
-        format!("{:.1} MiB / {:.1} MiB", mib(after.hwm), mib(after.rss)),
+        &format!(
+            "  peak server RSS (VmHWM{}) during it / RSS before / after",
+            if reset {
+                " reset before it"
+            } else {
+                ", whole life"
+            }
+        ),
+        format!(
+            "{:.1} MiB / {:.1} MiB / {:.1} MiB",
+            mib(after.hwm),
+            mib(before.rss),
+            mib(after.rss)
+        ),
         "< 768 MiB (pool 512 + 256)",
         Some(after.hwm < 768 << 20),
     );

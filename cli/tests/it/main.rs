@@ -4,6 +4,7 @@
 mod admin;
 mod artifacts;
 mod compat;
+mod full_disk;
 mod gc;
 mod hardening;
 mod models;

@@ -32,6 +32,18 @@ use crate::{blocking, ApiError, ApiResult, AppState};
 /// Read size when streaming a file to a client.
 const DOWNLOAD_CHUNK: usize = 256 << 10;
 
+/// Files up to this size are read whole by the blocking task that opens them and sent as one
+/// body: one hop to the blocking pool per download instead of three (open, read, the read that
+/// finds the end), no stream buffer of [`DOWNLOAD_CHUNK`] for a 4 KiB file, and the head and
+/// body leave in one write.
+const WHOLE_DOWNLOAD: u64 = 64 << 10;
+
+/// A file to send: read already, or to stream.
+enum Download {
+    Whole(Bytes),
+    Stream(std::fs::File),
+}
+
 /// Registers this module's routes.
 pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let file = get(download)
@@ -287,11 +299,25 @@ pub(crate) fn file_info(path: &str, entry: &ArtifactListEntry) -> Value {
     Value::Object(obj)
 }
 
-/// Streams the file at store path `path` as an attachment. A directory is a 400, a missing
-/// file a 404 `No such artifact`.
+/// Sends the file at store path `path` as an attachment (streamed if it is over
+/// [`WHOLE_DOWNLOAD`]). A directory is a 400, a missing file a 404 `No such artifact`.
 pub(crate) async fn send_file(store: std::sync::Arc<Store>, path: String) -> ApiResult<Response> {
     let (entry, file) = blocking(move || match store.open_artifact(&path) {
-        Ok(found) => Ok(found),
+        Ok((entry, file)) if entry.size <= WHOLE_DOWNLOAD => {
+            let mut bytes = Vec::with_capacity(entry.size as usize);
+            file.take(entry.size + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| ApiError::internal(format!("reading the artifact failed: {e}")))?;
+            if bytes.len() as u64 != entry.size {
+                return Err(ApiError::internal(format!(
+                    "the artifact's content holds {} bytes, its record says {}",
+                    bytes.len(),
+                    entry.size
+                )));
+            }
+            Ok((entry, Download::Whole(Bytes::from(bytes))))
+        }
+        Ok((entry, file)) => Ok((entry, Download::Stream(file))),
         Err(quiver_store::Error::NotFound(_)) => {
             if store.list_artifacts(&path)?.is_empty() {
                 Err(ApiError::not_found(format!("No such artifact: '{path}'")))
@@ -305,8 +331,14 @@ pub(crate) async fn send_file(store: std::sync::Arc<Store>, path: String) -> Api
     })
     .await?;
     let name = artifact_path::split_last(&entry.path).1;
-    let stream = ReaderStream::with_capacity(tokio::fs::File::from_std(file), DOWNLOAD_CHUNK);
-    let mut response = Body::from_stream(stream).into_response();
+    let body = match file {
+        Download::Whole(bytes) => Body::from(bytes),
+        Download::Stream(file) => Body::from_stream(ReaderStream::with_capacity(
+            tokio::fs::File::from_std(file),
+            DOWNLOAD_CHUNK,
+        )),
+    };
+    let mut response = body.into_response();
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     headers.insert(

@@ -9,7 +9,7 @@ use std::sync::PoisonError;
 
 use super::record::{segment_path, FRAME_HEADER, MAGIC};
 use super::{reader, Lsn, SegmentInfo, Wal};
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::faults::{injected, FaultPoint};
 use crate::fsutil::sync_dir;
 
@@ -102,7 +102,12 @@ impl Wal {
         let result = self.write_and_sync(io, &batch, last, force_rotate);
         if let Err(e) = result {
             tracing::error!(error = %e, "write-ahead log write failed; refusing writes until it recovers");
-            let message = format!("write-ahead log write failed: {}", e.public_message());
+            // The refusal's own wording says what a full disk means; add only the OS error.
+            let cause = match &e {
+                Error::Io { source, .. } => source.to_string(),
+                other => other.public_message(),
+            };
+            let message = format!("write-ahead log write failed: {cause}");
             return Err(self.poison(message, e.is_disk_full()));
         }
         batch.clear();
