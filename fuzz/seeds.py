@@ -7,10 +7,16 @@ store/src/artifact_path.rs), so the fuzzer starts past the magic numbers and CRC
 having to find them. Re-run after a format change; existing files are overwritten, others are kept.
 
     python3 seeds.py          # from fuzz/
+
+The `segment` seeds are real segments written by the store's own writer (the `segment_seeds`
+example of quiver-store, run here through cargo); the `wire_request` seeds are a selector byte
+(the route's index in server/src/routes/decoders.rs, `ALL`) followed by a valid body or query.
 """
 
+import json
 import os
 import struct
+import subprocess
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -129,7 +135,85 @@ FILTERS = [
 ]
 
 
+# --- wire_request: [route index u8][JSON body or query string] ------------------------------------
+# The order of `ALL` in server/src/routes/decoders.rs; the index one past the end is the log-batch
+# body path.
+WIRE = [
+    ("runs/create", {"experiment_id": "0", "run_name": "r", "start_time": 1700000000000,
+                     "tags": [{"key": "mlflow.user", "value": "u"}]}, None),
+    ("runs/update", {"run_id": "abc", "status": "FINISHED", "end_time": "1700000000001"}, None),
+    ("runs/set-tag", {"run_uuid": "abc", "key": "k", "value": "v"}, None),
+    ("runs/log-metric", {"run_id": "abc", "key": "loss", "value": "NaN", "timestamp": 1,
+                         "step": "3", "dataset_name": "train"}, None),
+    ("runs/log-batch", {"run_id": "abc", "metrics": [{"key": "m", "value": 1.5, "timestamp": 2}],
+                        "params": [{"key": "lr", "value": "0.1"}], "tags": []}, None),
+    ("runs/log-inputs", {"run_id": "abc", "datasets": [{"tags": [{"key": "k", "value": "v"}],
+                         "dataset": {"name": "d", "digest": "x", "source_type": "local",
+                                     "source": "{}", "schema": "{}"}}],
+                         "models": [{"model_id": "m-1"}]}, None),
+    ("runs/outputs", {"run_id": "abc", "models": [{"model_id": "m-1", "step": 4}]}, None),
+    ("runs/search", {"experiment_ids": ["0", "1"], "filter": "metrics.loss < 0.5",
+                     "run_view_type": "ALL", "max_results": 10, "order_by": ["start_time DESC"]},
+     None),
+    ("runs/get", None, "run_id=abc"),
+    ("experiments/create", {"name": "e", "artifact_location": "/tmp/a",
+                            "tags": [{"key": "k", "value": "v"}]}, None),
+    ("experiments/search", {"max_results": 5, "view_type": 3, "filter": "name LIKE 'e%'"},
+     "max_results=5&view_type=ACTIVE_ONLY&order_by=name&order_by=creation_time+DESC"),
+    ("metrics/get-history", None, "run_id=abc&metric_key=loss&max_results=25&page_token=x"),
+    ("metrics/get-history-bulk-interval", None,
+     "run_ids=a&run_ids=b&metric_key=loss&start_step=0&end_step=100&max_results=50"),
+    ("metrics/get-history-bulk", None, "run_id=a&run_id=b&metric_key=val%2Floss&max_results=10"),
+    ("logged-models (create)", {"experiment_id": "0", "name": "m", "model_type": "agent",
+                                "params": [{"key": "p", "value": "1"}]}, None),
+    ("logged-models (finalize)", {"status": "LOGGED_MODEL_READY"}, None),
+    ("logged-models/params", {"params": [{"key": "a", "value": "b"}]}, None),
+    ("logged-models/tags", {"tags": [{"key": "a", "value": "b"}]}, None),
+    ("logged-models/search", {"experiment_ids": ["0"], "filter": "metrics.acc > 0.1",
+                              "datasets": [{"dataset_name": "d", "dataset_digest": "x"}],
+                              "order_by": [{"field_name": "creation_time", "ascending": False}],
+                              "max_results": 5}, None),
+    ("logged-models/artifacts/directories", None, "artifact_directory_path=dir%2Fsub"),
+    ("registered-models/search", {"filter": "name = 'm'", "max_results": 10,
+                                  "order_by": ["name ASC"]}, None),
+    ("model-versions/create", {"name": "m", "source": "runs:/abc/model", "run_id": "abc",
+                               "tags": [{"key": "k", "value": "v"}]}, None),
+    ("model-versions/search", None, "filter=name%3D%27m%27&max_results=3"),
+    ("deployments (create)", {"name": "d", "model_name": "m", "version": "1",
+                              "target": "local"}, None),
+    ("mlflow-artifacts/artifacts", None, "path=a%2Fb"),
+    ("artifacts/list", None, "run_id=abc&path=dir&page_token=t"),
+    ("get-artifact", None, "run_id=abc&path=dir%2Ffile.txt"),
+]
+
+
+def wire_seeds():
+    for i, (route, body, query) in enumerate(WIRE):
+        name = route.replace("/", "-").replace(" ", "").replace("(", "-").replace(")", "")
+        if body is not None:
+            write("wire_request", "%02d-%s-body" % (i, name), bytes([i]) + json.dumps(body).encode())
+        if query is not None:
+            write("wire_request", "%02d-%s-query" % (i, name), bytes([i]) + query.encode())
+    batch = {"run_id": "abc",
+             "metrics": [{"key": "loss", "value": "NaN", "timestamp": "5", "step": 2},
+                         {"key": "acc", "value": 1, "timestamp": 6, "modelId": "m-1"}],
+             "params": [{"key": "lr", "value": "0.1"}], "tags": [{"key": "t", "value": "v"}]}
+    write("wire_request", "%02d-log-batch-fast" % len(WIRE), bytes([len(WIRE)]) + json.dumps(batch).encode())
+    legacy = json.dumps(json.dumps({"run_uuid": "abc", "metrics": []}))
+    write("wire_request", "%02d-log-batch-legacy" % len(WIRE), bytes([len(WIRE)]) + legacy.encode())
+
+
+def segment_seeds():
+    """Real segments, from the store's own writer (needs cargo)."""
+    out = os.path.join(HERE, "corpus", "segment")
+    subprocess.run(["cargo", "run", "-q", "-p", "quiver-store", "--features", "fuzzing",
+                    "--example", "segment_seeds", "--", out],
+                   cwd=os.path.dirname(HERE), check=True)
+
+
 def main():
+    wire_seeds()
+    segment_seeds()
     ops = list(OPS.items())
     for name, payload in ops:
         write("op_decode", name, payload)

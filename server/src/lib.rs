@@ -14,6 +14,8 @@
 //! Host allowlist and the cross-origin checks that keep web pages away from a local server.
 
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod json;
 mod routes;
 pub mod security;

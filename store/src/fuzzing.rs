@@ -62,3 +62,110 @@ pub fn search_filter(text: &str) -> bool {
     assert!(filter_ok || (!runs && !experiments && !registry && !logged_models));
     filter_ok
 }
+
+/// Opens `bytes` as a metric segment file and, when it opens, reads every series of its
+/// directory through every read path: whole, by rows below a step, by candidate rows and page
+/// counts with the columns read, as a history page and as a sample.
+pub fn segment(bytes: &[u8]) -> bool {
+    use crate::metrics::read::{Part, SeriesView};
+    use crate::metrics::segment::Segment;
+    use std::sync::Arc;
+
+    let path = std::path::Path::new("fuzz.parquet");
+    let Ok(segment) = Segment::from_bytes(0, path, bytes::Bytes::copy_from_slice(bytes)) else {
+        return false;
+    };
+    let segment = Arc::new(segment);
+    for ext in segment.directory() {
+        // By id: a NaN key makes an extent unequal to itself.
+        assert_eq!(segment.extent(ext.series).map(|e| e.start), Some(ext.start));
+        if let Ok(points) = segment.read_series(ext) {
+            assert_eq!(points.len() as u64, ext.rows);
+        }
+        let (first, last) = (ext.first.0, ext.last.0);
+        let middle = first / 2 + last / 2;
+        for step in [
+            first,
+            first.saturating_add(1),
+            middle,
+            last,
+            last.saturating_add(1),
+        ] {
+            if let Ok(n) = segment.rows_below_step(ext, step) {
+                assert!(n <= ext.rows);
+            }
+        }
+        for (steps, timestamps) in [
+            (None, None),
+            (Some((first, last)), None),
+            (Some((middle, middle)), Some((ext.first.1, ext.last.1))),
+            (None, Some((i64::MIN, ext.first.1))),
+        ] {
+            let rows = segment.candidate_rows(ext, steps, timestamps);
+            assert!(rows
+                .iter()
+                .all(|r| r.start >= ext.start && r.end <= ext.start + ext.rows));
+            let _ = segment.pages_holding(&rows);
+            if let Ok(reader) = segment.read_columns(&rows, &[1, 2, 3, 4, 5, 6], 512) {
+                for batch in reader {
+                    if batch.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let view = SeriesView::new(vec![Part::Segment(segment.clone(), ext.clone())]);
+        let _ = view.history_page(0, 7);
+        let _ = view.history_page(ext.rows / 2, 3000);
+        let _ = view.sampled(5, None);
+        let _ = view.sampled(3, Some((middle, last)));
+    }
+    true
+}
+
+/// Writes a few real segments, of the shapes the store writes, with the store's own segment
+/// writer into `dir` (for the `segment` target's seed corpus); returns their paths.
+pub fn write_segment_seeds(dir: &std::path::Path) -> crate::Result<Vec<std::path::PathBuf>> {
+    use crate::metrics::Points;
+    use crate::ops::PointExtras;
+    use std::sync::Arc;
+
+    let curve = |n: i64, ts_step: i64| {
+        let mut p = Points::default();
+        for i in 0..n {
+            p.push(i, 1_000 + i * ts_step, 1.0 / (i + 1) as f64, None);
+        }
+        p
+    };
+    let mut extras = curve(6, 10);
+    extras.push(
+        6,
+        2_000,
+        f64::NAN,
+        Some(Arc::new(PointExtras {
+            model_id: Some("m-1".into()),
+            dataset_name: Some("train".into()),
+            dataset_digest: Some("d41d8c".into()),
+        })),
+    );
+    let mut unsorted = Points::default();
+    for (step, ts) in [(0, 50), (1, 40), (1, 60), (2, 10)] {
+        unsorted.push(step, ts, step as f64 * 0.5, None);
+    }
+    let shapes: Vec<(&str, Vec<(u64, Points)>)> = vec![
+        ("empty", Vec::new()),
+        ("one-series", vec![(7, curve(10, 1))]),
+        (
+            "three-series",
+            vec![(1, curve(3, 5)), (2, extras), (9, unsorted)],
+        ),
+        ("fenced", vec![(3, curve(2_500, 1)), (4, curve(5, 2))]),
+    ];
+    let mut written = Vec::new();
+    for (name, series) in shapes {
+        let path = dir.join(format!("seed-{name}.parquet"));
+        crate::metrics::segment::write(&path, &series)?;
+        written.push(path);
+    }
+    Ok(written)
+}

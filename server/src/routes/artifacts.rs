@@ -214,10 +214,31 @@ async fn delete(
     Ok(Json(json!({})))
 }
 
+/// The `path` of an artifact listing, normalized (the root when absent).
+pub(crate) fn directory_request(fields: &Fields) -> ApiResult<String> {
+    Ok(artifact_path::normalize(
+        &fields.opt_str("path")?.unwrap_or_default(),
+    )?)
+}
+
+/// The query of `artifacts/list`: run id and directory.
+pub(crate) fn list_run_artifacts_request(fields: &Fields) -> ApiResult<(String, String)> {
+    let run_id = fields.run_id()?;
+    let dir = directory_request(fields)?;
+    // `page_token` is accepted and ignored: a listing is one page.
+    fields.opt_str("page_token")?;
+    Ok((run_id, dir))
+}
+
+/// The query of `/get-artifact`: run id and file path.
+pub(crate) fn get_run_artifact_request(fields: &Fields) -> ApiResult<(String, String)> {
+    Ok((fields.run_id()?, file_path(&fields.req_str("path")?)?))
+}
+
 /// `GET /api/2.0/mlflow-artifacts/artifacts?path=<dir>`: the entries directly under `dir` (the
 /// root if absent) by base name; a file or a missing directory lists as `{}`.
 async fn list(State(state): State<AppState>, fields: Fields) -> ApiResult<Json<Value>> {
-    let dir = artifact_path::normalize(&fields.opt_str("path")?.unwrap_or_default())?;
+    let dir = directory_request(&fields)?;
     let store = state.store.clone();
     let entries = blocking(move || Ok(store.list_artifacts(&dir)?)).await?;
     let files = entries.iter().map(|e| file_info(&e.path, e)).collect();
@@ -232,10 +253,7 @@ async fn list_run_artifacts(
     State(state): State<AppState>,
     fields: Fields,
 ) -> ApiResult<Json<Value>> {
-    let run_id = fields.run_id()?;
-    let dir = artifact_path::normalize(&fields.opt_str("path")?.unwrap_or_default())?;
-    // `page_token` is accepted and ignored: a listing is one page.
-    fields.opt_str("page_token")?;
+    let (run_id, dir) = list_run_artifacts_request(&fields)?;
     let store = state.store.clone();
     let listed = dir.clone();
     let (root_uri, entries) = blocking(move || {
@@ -259,8 +277,7 @@ async fn list_run_artifacts(
 
 /// `GET /get-artifact?run_id=R&path=p` (the web UI's previews): the file `p` of run `R`.
 async fn get_run_artifact(State(state): State<AppState>, fields: Fields) -> ApiResult<Response> {
-    let run_id = fields.run_id()?;
-    let rel = file_path(&fields.req_str("path")?)?;
+    let (run_id, rel) = get_run_artifact_request(&fields)?;
     let store = state.store.clone();
     let path = {
         let store = store.clone();

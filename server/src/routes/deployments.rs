@@ -36,18 +36,23 @@ fn opt_nonempty(f: &Fields, name: &str) -> ApiResult<Option<String>> {
     Ok(f.opt_str(name)?.filter(|s| !s.is_empty()))
 }
 
+/// The request of `deployments` (create).
+pub(crate) fn create_request(f: &Fields) -> ApiResult<CreateDeployment> {
+    Ok(CreateDeployment {
+        name: f.req_str("name")?,
+        model_name: f.req_str("model_name")?,
+        version: opt_nonempty(f, "version")?,
+        alias: opt_nonempty(f, "alias")?,
+        target: f.req_str("target")?,
+        description: opt_nonempty(f, "description")?,
+    })
+}
+
 /// `POST deployments {name*, model_name*, version, alias, target*, description}` →
 /// `{deployment}`. The store checks that exactly one of version and alias is given and that it
 /// exists.
 async fn create(State(s): State<AppState>, User(user): User, f: Fields) -> ApiResult<Json<Value>> {
-    let req = CreateDeployment {
-        name: f.req_str("name")?,
-        model_name: f.req_str("model_name")?,
-        version: opt_nonempty(&f, "version")?,
-        alias: opt_nonempty(&f, "alias")?,
-        target: f.req_str("target")?,
-        description: opt_nonempty(&f, "description")?,
-    };
+    let req = create_request(&f)?;
     let d = blocking(move || Ok(s.store.create_deployment(&req, &user)?)).await?;
     Ok(Json(json!({ "deployment": json::deployment(&d) })))
 }

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use quiver_store::ExperimentSearch;
+use quiver_store::{ExperimentSearch, Tag};
 use serde_json::{json, Value};
 
 use super::runs::search;
@@ -32,11 +32,17 @@ pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     )
 }
 
-/// `POST experiments/create {name*, artifact_location, tags}` → `{experiment_id}`.
-async fn create(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+/// The request of `experiments/create`: name, artifact location, tags.
+pub(crate) fn create_request(f: &Fields) -> ApiResult<(String, Option<String>, Vec<Tag>)> {
     let name = f.req_str("name")?;
     let location = f.opt_str("artifact_location")?;
-    let tags = tags_field(&f, "tags")?;
+    let tags = tags_field(f, "tags")?;
+    Ok((name, location, tags))
+}
+
+/// `POST experiments/create {name*, artifact_location, tags}` → `{experiment_id}`.
+async fn create(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let (name, location, tags) = create_request(&f)?;
     let id = blocking(move || {
         Ok(s.store
             .create_experiment(&name, location.as_deref(), &tags)?)
@@ -98,16 +104,21 @@ async fn delete_tag(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Valu
     Ok(done())
 }
 
+/// The request of `experiments/search`.
+pub(crate) fn search_request(f: &Fields) -> ApiResult<ExperimentSearch> {
+    Ok(ExperimentSearch {
+        filter: f.opt_str("filter")?.unwrap_or_default(),
+        view: search::view_type(f, "view_type")?,
+        max_results: search::max_results(f, 0)?,
+        order_by: f.str_list("order_by")?,
+        page_token: f.opt_str("page_token")?,
+    })
+}
+
 /// `POST|GET experiments/search {max_results*, view_type, filter, order_by[], page_token}`
 /// → `{experiments, next_page_token}`. Default order: creation time descending, then id.
 async fn search(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
-    let req = ExperimentSearch {
-        filter: f.opt_str("filter")?.unwrap_or_default(),
-        view: search::view_type(&f, "view_type")?,
-        max_results: search::max_results(&f, 0)?,
-        order_by: f.str_list("order_by")?,
-        page_token: f.opt_str("page_token")?,
-    };
+    let req = search_request(&f)?;
     let page = blocking(move || Ok(s.store.search_experiments(&req)?)).await?;
     let mut out = serde_json::Map::new();
     json::put_list(

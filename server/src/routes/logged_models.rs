@@ -70,7 +70,7 @@ fn model_response(m: &quiver_store::LoggedModel) -> Json<Value> {
 }
 
 /// A repeated `{key*, value}` field of params; a missing value is `""`.
-fn params_field(f: &Fields) -> ApiResult<Vec<Param>> {
+pub(crate) fn params_field(f: &Fields) -> ApiResult<Vec<Param>> {
     f.list("params")?
         .iter()
         .map(|p| {
@@ -88,7 +88,7 @@ fn opt_nonempty(f: &Fields, name: &str) -> ApiResult<Option<String>> {
 }
 
 /// The required `status` field: a name (`LOGGED_MODEL_READY`) or the enum's number (2).
-fn status_field(f: &Fields) -> ApiResult<LoggedModelStatus> {
+pub(crate) fn status_field(f: &Fields) -> ApiResult<LoggedModelStatus> {
     let v = f.raw("status").ok_or_else(|| f.missing("status"))?;
     let text = match v {
         Value::String(s) => s.clone(),
@@ -127,17 +127,22 @@ fn datasets_field(f: &Fields) -> ApiResult<Vec<DatasetRef>> {
         .collect()
 }
 
+/// The request of `logged-models` (create).
+pub(crate) fn create_request(f: &Fields) -> ApiResult<CreateLoggedModel> {
+    Ok(CreateLoggedModel {
+        experiment_id: f.req_str("experiment_id")?,
+        name: opt_nonempty(f, "name")?,
+        model_type: opt_nonempty(f, "model_type")?,
+        source_run_id: opt_nonempty(f, "source_run_id")?,
+        params: params_field(f)?,
+        tags: tags_field(f, "tags")?,
+    })
+}
+
 /// `POST logged-models {experiment_id*, name, model_type, source_run_id, params, tags}` →
 /// `{model}` (status `LOGGED_MODEL_PENDING`).
 async fn create(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
-    let req = CreateLoggedModel {
-        experiment_id: f.req_str("experiment_id")?,
-        name: opt_nonempty(&f, "name")?,
-        model_type: opt_nonempty(&f, "model_type")?,
-        source_run_id: opt_nonempty(&f, "source_run_id")?,
-        params: params_field(&f)?,
-        tags: tags_field(&f, "tags")?,
-    };
+    let req = create_request(&f)?;
     let model = blocking(move || Ok(s.store.create_logged_model(&req)?)).await?;
     Ok(model_response(&model))
 }
@@ -212,17 +217,22 @@ async fn log_params(
     Ok(done())
 }
 
+/// The request of `logged-models/search`.
+pub(crate) fn search_request(f: &Fields) -> ApiResult<LoggedModelSearch> {
+    Ok(LoggedModelSearch {
+        experiment_ids: f.str_list("experiment_ids")?,
+        filter: f.opt_str("filter")?.unwrap_or_default(),
+        datasets: datasets_field(f)?,
+        max_results: search::max_results(f, SEARCH_DEFAULT)?,
+        order_by: order_by_field(f)?,
+        page_token: opt_nonempty(f, "page_token")?,
+    })
+}
+
 /// `POST logged-models/search {experiment_ids, filter, datasets, max_results (50), order_by,
 /// page_token}` → `{models, next_page_token}`.
 async fn search_models(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
-    let req = LoggedModelSearch {
-        experiment_ids: f.str_list("experiment_ids")?,
-        filter: f.opt_str("filter")?.unwrap_or_default(),
-        datasets: datasets_field(&f)?,
-        max_results: search::max_results(&f, SEARCH_DEFAULT)?,
-        order_by: order_by_field(&f)?,
-        page_token: opt_nonempty(&f, "page_token")?,
-    };
+    let req = search_request(&f)?;
     let page = blocking(move || Ok(s.store.search_logged_models(&req)?)).await?;
     let models = page.models.iter().map(json::logged_model);
     Ok(Json(json::page(
@@ -230,6 +240,14 @@ async fn search_models(State(s): State<AppState>, f: Fields) -> ApiResult<Json<V
         models.collect(),
         page.next_page_token,
     )))
+}
+
+/// The query of `logged-models/{model_id}/artifacts/directories`: the directory, normalized.
+pub(crate) fn list_artifacts_request(f: &Fields) -> ApiResult<String> {
+    let dir = artifact_path::normalize(&f.opt_str("artifact_directory_path")?.unwrap_or_default())?;
+    // `page_token` is accepted and ignored: a listing is one page.
+    f.opt_str("page_token")?;
+    Ok(dir)
 }
 
 /// `GET logged-models/{model_id}/artifacts/directories?artifact_directory_path=` →
@@ -242,9 +260,7 @@ async fn list_artifacts(
     f: Fields,
 ) -> ApiResult<Json<Value>> {
     let id = path_params(path)?;
-    let dir = artifact_path::normalize(&f.opt_str("artifact_directory_path")?.unwrap_or_default())?;
-    // `page_token` is accepted and ignored: a listing is one page.
-    f.opt_str("page_token")?;
+    let dir = list_artifacts_request(&f)?;
     let listed = dir.clone();
     let (root_uri, entries) = blocking(move || {
         let uri = s.store.get_logged_model(&id)?.artifact_uri;

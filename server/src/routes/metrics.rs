@@ -112,9 +112,10 @@ pub(crate) fn history_page_json(h: &MetricHistory, next_page_token: Option<&str>
     buf
 }
 
-/// `GET metrics/get-history?run_id=&metric_key=&max_results=&page_token=` → one page of the
-/// history in (timestamp, step, value) order; an unknown run gives `{}`.
-async fn get_history(State(s): State<AppState>, f: Fields) -> ApiResult<Response> {
+/// The request of `metrics/get-history`: run id, metric key, page size, page token.
+pub(crate) fn get_history_request(
+    f: &Fields,
+) -> ApiResult<(String, String, Option<u64>, Option<String>)> {
     let run_id = f.run_id()?;
     let key = f.req_str("metric_key")?;
     let max_results = match f.opt_i64("max_results")? {
@@ -123,6 +124,13 @@ async fn get_history(State(s): State<AppState>, f: Fields) -> ApiResult<Response
         Some(n) => return Err(invalid_max_results(n, "It must be a positive integer")),
     };
     let token = f.opt_str("page_token")?.filter(|t| !t.is_empty());
+    Ok((run_id, key, max_results, token))
+}
+
+/// `GET metrics/get-history?run_id=&metric_key=&max_results=&page_token=` → one page of the
+/// history in (timestamp, step, value) order; an unknown run gives `{}`.
+async fn get_history(State(s): State<AppState>, f: Fields) -> ApiResult<Response> {
+    let (run_id, key, max_results, token) = get_history_request(&f)?;
     let body = blocking(move || {
         let (h, next) = s
             .store
@@ -137,6 +145,41 @@ async fn get_history(State(s): State<AppState>, f: Fields) -> ApiResult<Response
 /// → `{"metrics": [{key, value, timestamp, step, run_id}]}`: up to `max_results` sampled points
 /// per run (the last one always kept), by run id, then in step order.
 async fn get_history_bulk_interval(State(s): State<AppState>, f: Fields) -> ApiResult<Response> {
+    let (run_ids, key, steps, max_results) = bulk_interval_request(&f)?;
+    let body = blocking(move || {
+        let mut buf = Vec::new();
+        buf.push(b'{');
+        let mut first = true;
+        for run_id in &run_ids {
+            let h = s
+                .store
+                .sampled_metric_history(run_id, &key, max_results as u64, steps)?;
+            if h.is_empty() {
+                continue;
+            }
+            if first {
+                buf.extend_from_slice(b"\"metrics\":[");
+            }
+            put_points(&mut buf, &h, Some(run_id), &mut first);
+        }
+        if !first {
+            buf.push(b']');
+        }
+        buf.push(b'}');
+        Ok(buf)
+    })
+    .await?;
+    Ok(json_response(body))
+}
+
+/// The steps asked for, inclusive.
+type StepBounds = Option<(i64, i64)>;
+
+/// The request of `metrics/get-history-bulk-interval`: run ids (sorted, distinct), metric key,
+/// step bounds, points per run.
+pub(crate) fn bulk_interval_request(
+    f: &Fields,
+) -> ApiResult<(Vec<String>, String, StepBounds, i64)> {
     let mut run_ids = f.str_list("run_ids")?;
     if run_ids.is_empty() {
         return Err(f.missing("run_ids"));
@@ -174,36 +217,36 @@ async fn get_history_bulk_interval(State(s): State<AppState>, f: Fields) -> ApiR
     }
     run_ids.sort();
     run_ids.dedup();
-    let body = blocking(move || {
-        let mut buf = Vec::new();
-        buf.push(b'{');
-        let mut first = true;
-        for run_id in &run_ids {
-            let h = s
-                .store
-                .sampled_metric_history(run_id, &key, max_results as u64, steps)?;
-            if h.is_empty() {
-                continue;
-            }
-            if first {
-                buf.extend_from_slice(b"\"metrics\":[");
-            }
-            put_points(&mut buf, &h, Some(run_id), &mut first);
-        }
-        if !first {
-            buf.push(b']');
-        }
-        buf.push(b'}');
-        Ok(buf)
-    })
-    .await?;
-    Ok(json_response(body))
+    Ok((run_ids, key, steps, max_results))
 }
 
 /// `GET /ajax-api/2.0/mlflow/metrics/get-history-bulk?run_id=..&metric_key=&max_results=` →
 /// `{"metrics": [{key, value, timestamp, step, run_id}]}`: the histories of the runs, sorted by
 /// run id, each in history order, at most `max_results` points in all.
 async fn get_history_bulk(State(s): State<AppState>, f: Fields) -> ApiResult<Response> {
+    let (run_ids, key, max_results) = bulk_request(&f)?;
+    let body = blocking(move || {
+        let mut buf = Vec::new();
+        buf.extend_from_slice(b"{\"metrics\":[");
+        let mut first = true;
+        let mut left = max_results as u64;
+        for run_id in &run_ids {
+            if left == 0 {
+                break;
+            }
+            let (h, _) = s.store.metric_history(run_id, &key, None, Some(left))?;
+            left -= h.len() as u64;
+            put_points(&mut buf, &h, Some(run_id), &mut first);
+        }
+        buf.extend_from_slice(b"]}");
+        Ok(buf)
+    })
+    .await?;
+    Ok(json_response(body))
+}
+
+/// The request of `metrics/get-history-bulk`: run ids (sorted), metric key, points in all.
+pub(crate) fn bulk_request(f: &Fields) -> ApiResult<(Vec<String>, String, i64)> {
     let mut run_ids = f.str_list("run_id")?;
     if run_ids.is_empty() {
         return Err(ApiError::invalid(
@@ -234,24 +277,7 @@ async fn get_history_bulk(State(s): State<AppState>, f: Fields) -> ApiResult<Res
         ));
     }
     run_ids.sort();
-    let body = blocking(move || {
-        let mut buf = Vec::new();
-        buf.extend_from_slice(b"{\"metrics\":[");
-        let mut first = true;
-        let mut left = max_results as u64;
-        for run_id in &run_ids {
-            if left == 0 {
-                break;
-            }
-            let (h, _) = s.store.metric_history(run_id, &key, None, Some(left))?;
-            left -= h.len() as u64;
-            put_points(&mut buf, &h, Some(run_id), &mut first);
-        }
-        buf.extend_from_slice(b"]}");
-        Ok(buf)
-    })
-    .await?;
-    Ok(json_response(body))
+    Ok((run_ids, key, max_results))
 }
 
 #[cfg(test)]

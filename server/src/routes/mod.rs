@@ -1,6 +1,8 @@
 //! The routes, one module per MLflow service.
 
 mod artifacts;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod decoders;
 mod deployments;
 mod experiments;
 mod gc;

@@ -2,8 +2,8 @@
 //! ([`models`]) and model versions ([`versions`]). Every write names the user making it (the
 //! [`crate::user::User`] of the request), which the store records in the registry's history.
 
-mod models;
-mod versions;
+pub(crate) mod models;
+pub(crate) mod versions;
 
 use axum::Router;
 use quiver_store::RegistrySearch;
@@ -21,7 +21,7 @@ pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
 
 /// A registry search request: `filter`, `max_results` (`default` when absent, 1 to `max`),
 /// `order_by[]`, `page_token`.
-fn search_fields(f: &Fields, default: i64, max: i64) -> ApiResult<RegistrySearch> {
+pub(crate) fn search_fields(f: &Fields, default: i64, max: i64) -> ApiResult<RegistrySearch> {
     let n = f.opt_i64("max_results")?.unwrap_or(default);
     if n < 1 {
         return Err(search::invalid_max_results(

@@ -1,7 +1,7 @@
 //! Routes of the runs service: create, get, update, delete, restore, set-tag, delete-tag,
 //! log-parameter, log-metric, log-batch, log-inputs, outputs, search.
 
-mod batch;
+pub(crate) mod batch;
 pub(crate) mod search;
 
 use axum::extract::{Request, State};
@@ -99,15 +99,20 @@ fn metric_fields(f: &Fields) -> ApiResult<Metric> {
     })
 }
 
+/// The request of `runs/create`.
+pub(crate) fn create_request(f: &Fields) -> ApiResult<CreateRun> {
+    Ok(CreateRun {
+        experiment_id: opt_nonempty(f, "experiment_id")?,
+        user_id: f.opt_str("user_id")?,
+        run_name: opt_nonempty(f, "run_name")?,
+        start_time: f.opt_i64("start_time")?,
+        tags: tags_field(f, "tags")?,
+    })
+}
+
 /// `POST runs/create {experiment_id, user_id, run_name, start_time, tags}` → `{run}`.
 async fn create(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
-    let req = CreateRun {
-        experiment_id: opt_nonempty(&f, "experiment_id")?,
-        user_id: f.opt_str("user_id")?,
-        run_name: opt_nonempty(&f, "run_name")?,
-        start_time: f.opt_i64("start_time")?,
-        tags: tags_field(&f, "tags")?,
-    };
+    let req = create_request(&f)?;
     let run = blocking(move || Ok(s.store.create_run(req)?)).await?;
     Ok(Json(json!({ "run": json::run(&run) })))
 }
@@ -119,14 +124,20 @@ async fn get_run(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>>
     Ok(Json(json!({ "run": json::run(&run) })))
 }
 
-/// `POST runs/update {run_id*, status, end_time, run_name}` → `{run_info}`.
-async fn update(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+/// The request of `runs/update`: the run id and the update.
+pub(crate) fn update_request(f: &Fields) -> ApiResult<(String, UpdateRun)> {
     let run_id = f.run_id()?;
     let update = UpdateRun {
-        status: status_field(&f)?,
+        status: status_field(f)?,
         end_time: f.opt_i64("end_time")?,
-        run_name: opt_nonempty(&f, "run_name")?,
+        run_name: opt_nonempty(f, "run_name")?,
     };
+    Ok((run_id, update))
+}
+
+/// `POST runs/update {run_id*, status, end_time, run_name}` → `{run_info}`.
+async fn update(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let (run_id, update) = update_request(&f)?;
     let info = blocking(move || Ok(s.store.update_run(&run_id, update)?)).await?;
     Ok(Json(json!({ "run_info": json::run_info(&info) })))
 }
@@ -145,11 +156,18 @@ async fn restore(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>>
     Ok(done())
 }
 
-/// `POST runs/set-tag {run_id*, key*, value}`.
-async fn set_tag(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+/// The request of `runs/set-tag` and `runs/log-parameter`: run id, key, value (`""` when
+/// absent).
+pub(crate) fn key_value_request(f: &Fields) -> ApiResult<(String, String, String)> {
     let run_id = f.run_id()?;
     let key = f.req_str("key")?;
     let value = f.opt_str("value")?.unwrap_or_default();
+    Ok((run_id, key, value))
+}
+
+/// `POST runs/set-tag {run_id*, key*, value}`.
+async fn set_tag(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let (run_id, key, value) = key_value_request(&f)?;
     blocking(move || Ok(s.store.set_tag(&run_id, &key, &value)?)).await?;
     Ok(done())
 }
@@ -164,18 +182,20 @@ async fn delete_tag(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Valu
 
 /// `POST runs/log-parameter {run_id*, key*, value}`: write-once.
 async fn log_param(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
-    let run_id = f.run_id()?;
-    let key = f.req_str("key")?;
-    let value = f.opt_str("value")?.unwrap_or_default();
+    let (run_id, key, value) = key_value_request(&f)?;
     blocking(move || Ok(s.store.log_param(&run_id, &key, &value)?)).await?;
     Ok(done())
+}
+
+/// The request of `runs/log-metric`: the run id and the point.
+pub(crate) fn log_metric_request(f: &Fields) -> ApiResult<(String, Metric)> {
+    Ok((f.run_id()?, metric_fields(f)?))
 }
 
 /// `POST runs/log-metric {run_id*, key*, value*, timestamp*, step, model_id, dataset_name,
 /// dataset_digest}`.
 async fn log_metric(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
-    let run_id = f.run_id()?;
-    let metric = metric_fields(&f)?;
+    let (run_id, metric) = log_metric_request(&f)?;
     blocking(move || Ok(s.store.log_metric(&run_id, &metric)?)).await?;
     Ok(done())
 }
@@ -183,6 +203,20 @@ async fn log_metric(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Valu
 /// `POST runs/log-batch {run_id*, metrics[], params[], tags[]}`: atomic; at most 1 MB of JSON.
 async fn log_batch(State(s): State<AppState>, req: Request) -> ApiResult<Json<Value>> {
     let body = wire::json_body(req).await?;
+    let batch::Batch {
+        run_id,
+        metrics,
+        params,
+        tags,
+    } = log_batch_request(&body)?;
+    blocking(move || Ok(s.store.log_batch(&run_id, &metrics, &params, &tags)?)).await?;
+    Ok(done())
+}
+
+/// The request of `runs/log-batch` from its JSON body: at most
+/// [`MAX_BATCH_LOG_REQUEST_SIZE`] bytes, read by the fast path ([`batch::parse`]) or, when that
+/// declines, by the general one ([`batch_from_fields`]).
+pub(crate) fn log_batch_request(body: &[u8]) -> ApiResult<batch::Batch> {
     if body.len() > MAX_BATCH_LOG_REQUEST_SIZE {
         return Err(ApiError::invalid(format!(
             "Batched logging API requests must be at most {MAX_BATCH_LOG_REQUEST_SIZE} bytes, \
@@ -190,21 +224,14 @@ async fn log_batch(State(s): State<AppState>, req: Request) -> ApiResult<Json<Va
             body.len()
         )));
     }
-    let batch::Batch {
-        run_id,
-        metrics,
-        params,
-        tags,
-    } = match batch::parse(&body) {
-        Some(b) => b,
-        None => batch_from_fields(&Fields::from_json(&body)?)?,
-    };
-    blocking(move || Ok(s.store.log_batch(&run_id, &metrics, &params, &tags)?)).await?;
-    Ok(done())
+    match batch::parse(body) {
+        Some(b) => Ok(b),
+        None => batch_from_fields(&Fields::from_json(body)?),
+    }
 }
 
 /// A log-batch body read through the general path (with MLflow's error messages).
-fn batch_from_fields(f: &Fields) -> ApiResult<batch::Batch> {
+pub(crate) fn batch_from_fields(f: &Fields) -> ApiResult<batch::Batch> {
     let run_id = f.run_id()?;
     let metrics = f
         .list("metrics")?
@@ -230,10 +257,10 @@ fn batch_from_fields(f: &Fields) -> ApiResult<batch::Batch> {
     })
 }
 
-/// `POST runs/log-inputs {run_id*, datasets[{tags, dataset{name*, digest*, source_type*,
-/// source*, schema, profile}}], models[{model_id*}]}`. The whole request is read before anything
-/// is recorded; datasets are recorded first, then model inputs.
-async fn log_inputs(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+/// The request of `runs/log-inputs`: run id, dataset inputs, model ids.
+pub(crate) fn log_inputs_request(
+    f: &Fields,
+) -> ApiResult<(String, Vec<DatasetInput>, Vec<String>)> {
     let run_id = f.run_id()?;
     let mut inputs = Vec::new();
     for d in f.list("datasets")? {
@@ -260,6 +287,14 @@ async fn log_inputs(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Valu
         .iter()
         .map(|m| m.req_str("model_id"))
         .collect::<ApiResult<Vec<_>>>()?;
+    Ok((run_id, inputs, models))
+}
+
+/// `POST runs/log-inputs {run_id*, datasets[{tags, dataset{name*, digest*, source_type*,
+/// source*, schema, profile}}], models[{model_id*}]}`. The whole request is read before anything
+/// is recorded; datasets are recorded first, then model inputs.
+async fn log_inputs(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let (run_id, inputs, models) = log_inputs_request(&f)?;
     blocking(move || {
         // Unknown models are refused before the datasets are recorded, so a refused request
         // records nothing.
@@ -278,9 +313,8 @@ async fn log_inputs(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Valu
     Ok(done())
 }
 
-/// `POST runs/outputs {run_id*, models*[{model_id*, step}]}`: the logged models the run
-/// produced (`step` defaults to 0).
-async fn log_outputs(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+/// The request of `runs/outputs`: run id and model outputs.
+pub(crate) fn log_outputs_request(f: &Fields) -> ApiResult<(String, Vec<ModelOutput>)> {
     let run_id = f.run_id()?;
     if f.raw("models").is_none() {
         return Err(f.missing("models"));
@@ -295,21 +329,33 @@ async fn log_outputs(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Val
             })
         })
         .collect::<ApiResult<Vec<_>>>()?;
+    Ok((run_id, outputs))
+}
+
+/// `POST runs/outputs {run_id*, models*[{model_id*, step}]}`: the logged models the run
+/// produced (`step` defaults to 0).
+async fn log_outputs(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let (run_id, outputs) = log_outputs_request(&f)?;
     blocking(move || Ok(s.store.log_run_outputs(&run_id, &outputs)?)).await?;
     Ok(done())
+}
+
+/// The request of `runs/search`.
+pub(crate) fn search_request(f: &Fields) -> ApiResult<RunSearch> {
+    Ok(RunSearch {
+        experiment_ids: f.str_list("experiment_ids")?,
+        filter: f.opt_str("filter")?.unwrap_or_default(),
+        view: search::view_type(f, "run_view_type")?,
+        max_results: search::max_results(f, SEARCH_RUNS_DEFAULT)?,
+        order_by: f.str_list("order_by")?,
+        page_token: f.opt_str("page_token")?,
+    })
 }
 
 /// `POST runs/search {experiment_ids[], filter, run_view_type, max_results, order_by[],
 /// page_token}` → `{runs, next_page_token}`, served by the store's run index.
 async fn search(State(s): State<AppState>, f: Fields) -> ApiResult<Response> {
-    let req = RunSearch {
-        experiment_ids: f.str_list("experiment_ids")?,
-        filter: f.opt_str("filter")?.unwrap_or_default(),
-        view: search::view_type(&f, "run_view_type")?,
-        max_results: search::max_results(&f, SEARCH_RUNS_DEFAULT)?,
-        order_by: f.str_list("order_by")?,
-        page_token: f.opt_str("page_token")?,
-    };
+    let req = search_request(&f)?;
     // Written straight to bytes: at 100 runs a page, a `Value` tree would cost more than the
     // search itself.
     let body = blocking(move || {

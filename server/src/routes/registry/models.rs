@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
-use quiver_store::Tag;
+use quiver_store::{RegistrySearch, Tag};
 use serde_json::{json, Map, Value};
 
 use super::search_fields;
@@ -101,10 +101,15 @@ async fn get_model(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value
     Ok(model_response(&model))
 }
 
+/// The request of `registered-models/search`.
+pub(crate) fn search_request(f: &Fields) -> ApiResult<RegistrySearch> {
+    search_fields(f, SEARCH_DEFAULT, SEARCH_MAX)
+}
+
 /// `GET|POST registered-models/search {filter, max_results (100, at most 1000), order_by[],
 /// page_token}` → `{registered_models, next_page_token}`.
 async fn search(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
-    let req = search_fields(&f, SEARCH_DEFAULT, SEARCH_MAX)?;
+    let req = search_request(&f)?;
     let page = blocking(move || Ok(s.store.search_registered_models(&req)?)).await?;
     let models = page.registered_models.iter().map(json::registered_model);
     Ok(Json(json::page(

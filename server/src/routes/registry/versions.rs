@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
-use quiver_store::{artifact_path, CreateModelVersion, Tag};
+use quiver_store::{artifact_path, CreateModelVersion, RegistrySearch, Tag};
 use serde_json::{json, Value};
 
 use super::search_fields;
@@ -52,18 +52,23 @@ fn opt_nonempty(f: &Fields, name: &str) -> ApiResult<Option<String>> {
     Ok(f.opt_str(name)?.filter(|s| !s.is_empty()))
 }
 
+/// The request of `model-versions/create`.
+pub(crate) fn create_request(f: &Fields) -> ApiResult<CreateModelVersion> {
+    Ok(CreateModelVersion {
+        name: f.req_str("name")?,
+        source: f.req_str("source")?,
+        run_id: opt_nonempty(f, "run_id")?,
+        tags: tags_field(f, "tags")?,
+        run_link: opt_nonempty(f, "run_link")?,
+        description: opt_nonempty(f, "description")?,
+        model_id: opt_nonempty(f, "model_id")?,
+    })
+}
+
 /// `POST model-versions/create {name*, source*, run_id, tags, run_link, description, model_id}`
 /// → `{model_version}`, status `READY`.
 async fn create(State(s): State<AppState>, User(user): User, f: Fields) -> ApiResult<Json<Value>> {
-    let req = CreateModelVersion {
-        name: f.req_str("name")?,
-        source: f.req_str("source")?,
-        run_id: opt_nonempty(&f, "run_id")?,
-        tags: tags_field(&f, "tags")?,
-        run_link: opt_nonempty(&f, "run_link")?,
-        description: opt_nonempty(&f, "description")?,
-        model_id: opt_nonempty(&f, "model_id")?,
-    };
+    let req = create_request(&f)?;
     let version = blocking(move || Ok(s.store.create_model_version(&req, &user)?)).await?;
     Ok(version_response(&version))
 }
@@ -120,10 +125,15 @@ async fn get_version(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Val
     Ok(version_response(&v))
 }
 
+/// The request of `model-versions/search`.
+pub(crate) fn search_request(f: &Fields) -> ApiResult<RegistrySearch> {
+    search_fields(f, SEARCH_DEFAULT, SEARCH_MAX)
+}
+
 /// `GET|POST model-versions/search {filter, max_results (200000, at most 200000), order_by[],
 /// page_token}` → `{model_versions, next_page_token}`.
 async fn search(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
-    let req = search_fields(&f, SEARCH_DEFAULT, SEARCH_MAX)?;
+    let req = search_request(&f)?;
     let page = blocking(move || Ok(s.store.search_model_versions(&req)?)).await?;
     let versions = page.model_versions.iter().map(json::model_version);
     Ok(Json(json::page(

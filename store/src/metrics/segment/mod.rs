@@ -6,6 +6,9 @@
 //! carries a series directory in its footer (`quiver.series`): where each series' rows start, how
 //! many there are, their first and last keys and a step fence every [`FENCE`] rows, so that a read
 //! of one series selects its rows (and, through the page index, its pages) and nothing else.
+//! [`check`] validates that directory and the page index when a segment is opened.
+
+mod check;
 
 use std::fs::File;
 use std::ops::Range;
@@ -285,7 +288,7 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    /// Opens and checks the segment at `path`.
+    /// Opens and checks the segment at `path` (memory-mapped).
     pub(crate) fn open(id: u64, path: &Path) -> Result<Segment> {
         let file = File::open(path).at(path)?;
         let len = file.metadata().at(path)?.len();
@@ -296,12 +299,22 @@ impl Segment {
             let map = unsafe { memmap2::Mmap::map(&file) }.at(path)?;
             Bytes::from_owner(map)
         };
+        Segment::from_bytes(id, path, bytes)
+    }
+
+    /// Checks `bytes`, the contents of the segment file at `path`, and opens them: the Parquet
+    /// metadata and page index must load, and the series directory and page index must agree
+    /// with the file ([`check`]), or this is [`Error::Corruption`].
+    pub(crate) fn from_bytes(id: u64, path: &Path, bytes: Bytes) -> Result<Segment> {
         let corrupt = |e: &dyn std::fmt::Display| Error::corruption(path, e.to_string());
-        let meta = ArrowReaderMetadata::load(
-            &bytes,
-            ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required),
-        )
-        .map_err(|e| corrupt(&e))?;
+        // The Arrow schema comes from the Parquet schema, not from the Arrow IPC copy the writer
+        // embeds (`ARROW:schema`): arrow-ipc panics on some damaged copies, and [`check`] holds
+        // the derived schema to [`schema`] anyway.
+        let options = ArrowReaderOptions::new()
+            .with_page_index_policy(PageIndexPolicy::Required)
+            .with_skip_arrow_metadata(true);
+        let meta = ArrowReaderMetadata::load(&bytes, options).map_err(|e| corrupt(&e))?;
+        let row_group_starts = check::row_groups(&meta).map_err(|e| corrupt(&e))?;
         let kv = meta
             .metadata()
             .file_metadata()
@@ -311,11 +324,8 @@ impl Segment {
             .ok_or_else(|| corrupt(&"no series directory"))?;
         let raw = hex::decode(kv).map_err(|e| corrupt(&e))?;
         let directory: Vec<SeriesExtent> = postcard::from_bytes(&raw).map_err(|e| corrupt(&e))?;
-        let mut row_group_starts = vec![0u64];
-        for rg in meta.metadata().row_groups() {
-            let next = row_group_starts.last().unwrap() + rg.num_rows() as u64;
-            row_group_starts.push(next);
-        }
+        let total = *row_group_starts.last().unwrap_or(&0);
+        check::directory(&directory, total).map_err(|e| corrupt(&e))?;
         Ok(Segment {
             id,
             path: path.to_path_buf(),
@@ -356,6 +366,10 @@ impl Segment {
         let (Some(first), Some(last)) = (ranges.first(), ranges.last()) else {
             return Ok(out);
         };
+        if last.end > self.rows() {
+            return Err(Error::corruption(&self.path, "read beyond the last row"));
+        }
+        let wanted: u64 = ranges.iter().map(|r| r.end - r.start).sum();
         let rg_of = |row: u64| self.row_group_starts.partition_point(|&s| s <= row) - 1;
         let (rg_first, rg_last) = (rg_of(first.start), rg_of(last.end - 1));
         let base = self.row_group_starts[rg_first];
@@ -428,6 +442,12 @@ impl Segment {
             }
             out.extend(&part);
         }
+        if out.len() as u64 != wanted {
+            return Err(Error::corruption(
+                &self.path,
+                format!("{} rows read where the file has {wanted}", out.len()),
+            ));
+        }
         Ok(out)
     }
 
@@ -482,6 +502,9 @@ impl Segment {
         batch_rows: usize,
     ) -> Result<ParquetRecordBatchReader> {
         let ranges: Vec<Range<u64>> = ranges.iter().filter(|r| r.start < r.end).cloned().collect();
+        if ranges.last().is_some_and(|r| r.end > self.rows()) {
+            return Err(Error::corruption(&self.path, "read beyond the last row"));
+        }
         let (groups, selection) = self.selection(&ranges);
         let mask = ProjectionMask::roots(
             self.meta.metadata().file_metadata().schema_descr(),
