@@ -105,23 +105,11 @@ impl Drop for Tmpfs {
 }
 
 fn post(s: &TestServer, path: &str, body: &Value) -> (u16, Value) {
-    let mut r = agent()
-        .post(&s.api(path))
-        .content_type("application/json")
-        .send(body.to_string())
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.body_mut().read_json().unwrap_or(Value::Null))
+    s.post_json(path, body)
 }
 
 fn get(s: &TestServer, path: &str) -> (u16, Value) {
-    let mut r = agent().get(&s.api(path)).call().unwrap();
-    let status = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    s.get_json(path)
 }
 
 /// The log-batch body of batch `b`: keys `k0`..`k9`, steps `b*100 .. b*100+99`.

@@ -12,21 +12,14 @@ use crate::{agent, TestServer};
 
 /// `POST /api/2.0/mlflow<path>` that must answer 200; its JSON body.
 fn post(s: &TestServer, path: &str, body: Value) -> Value {
-    let mut r = agent()
-        .post(&s.api(&format!("/api/2.0/mlflow{path}")))
-        .content_type("application/json")
-        .send(body.to_string())
-        .unwrap();
-    let status = r.status().as_u16();
-    let answer: Value = r.body_mut().read_json().unwrap();
+    let (status, answer) = s.post_json(&format!("/api/2.0/mlflow{path}"), &body);
     assert_eq!(status, 200, "POST {path} {body}: {answer}");
     answer
 }
 
 /// `GET <path and query>`: status and JSON body.
 fn get(s: &TestServer, path_and_query: &str) -> (u16, Value) {
-    let mut r = agent().get(&s.api(path_and_query)).call().unwrap();
-    (r.status().as_u16(), r.body_mut().read_json().unwrap())
+    s.get_json(path_and_query)
 }
 
 fn create_run(s: &TestServer, experiment_id: &str) -> (String, String) {

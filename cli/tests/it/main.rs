@@ -116,6 +116,33 @@ impl TestServer {
         format!("{}{path}", self.url)
     }
 
+    /// `POST path` with a JSON body: the status and the JSON answer (`Null` when the answer is
+    /// not JSON).
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let mut r = agent()
+            .post(&self.api(path))
+            .content_type("application/json")
+            .send(body.to_string())
+            .unwrap();
+        let status = r.status().as_u16();
+        (
+            status,
+            r.body_mut().read_json().unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// `GET path`: the status and the JSON answer (a JSON string of the text when it is not
+    /// JSON).
+    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let mut r = agent().get(&self.api(path)).call().unwrap();
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
     /// Sends SIGTERM and waits for a clean exit; returns whether it exited successfully.
     pub fn stop(mut self) -> bool {
         let pid = self.child.id().to_string();

@@ -7,13 +7,7 @@ use serde_json::{json, Value};
 use crate::{agent, TestServer};
 
 fn post(s: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    let mut r = agent()
-        .post(&s.api(path))
-        .content_type("application/json")
-        .send(body.to_string())
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.body_mut().read_json().unwrap_or(Value::Null))
+    s.post_json(path, &body)
 }
 
 /// A server with one run that has 3 points of `loss` and a param `lr`, on a store in `dir`.
