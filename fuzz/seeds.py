@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Writes a small seed corpus for the fuzz targets into fuzz/corpus/<target>/ (standard library only).
 
-The seeds are valid inputs of each format, built here from the format descriptions in the store
-(store/src/wal/record.rs, store/src/catalog/checkpoint.rs, store/src/ops.rs,
-store/src/artifact_path.rs), so the fuzzer starts past the magic numbers and CRC checks instead of
-having to find them. Re-run after a format change; existing files are overwritten, others are kept.
+The seeds are valid inputs of each format, so the fuzzer starts past the magic numbers and CRC checks instead of
+having to find them. The `op_decode` seeds are the records of the committed sample store's WAL
+(store/tests/data/format-1, written by the store); the WAL and checkpoint framing is built here
+from store/src/wal/record.rs and store/src/catalog/checkpoint.rs. Re-run after a format change;
+existing files are overwritten, others are kept.
 
     python3 seeds.py          # from fuzz/
 
@@ -35,70 +36,29 @@ def frame(lsn, payload):
     return struct.pack("<II", len(payload), zlib.crc32(body)) + body
 
 
-# --- postcard (serde) encoding of ops, enough for a few variants ---------------------------------
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+# --- op payloads: the records of the committed sample store's WAL -------------------------------
+# store/tests/data/format-1 is written by the store itself (store/src/store/format_sample.rs) and
+# its WAL holds every `Op` variant, so the seeds come from the real encoder, not a second one here.
+SAMPLE_WAL = os.path.join(HERE, "..", "store", "tests", "data", "format-1", "wal")
+WAL_MAGIC = b"QVWAL\x00\x00\x01"  # MAGIC in store/src/wal/record.rs
 
 
-def zigzag(n):
-    return varint((n << 1) ^ (n >> 63) if n < 0 else n << 1)
+def sample_records():
+    """(lsn, payload) of every frame of the sample WAL, checked against its CRC."""
+    records = []
+    for name in sorted(os.listdir(SAMPLE_WAL)):
+        with open(os.path.join(SAMPLE_WAL, name), "rb") as f:
+            data = f.read()
+        assert data.startswith(WAL_MAGIC), name
+        at = len(WAL_MAGIC)
+        while at + 16 <= len(data):
+            length, crc = struct.unpack_from("<II", data, at)
+            body = data[at + 8:at + 16 + length]
+            assert zlib.crc32(body) == crc, (name, at)
+            records.append((struct.unpack_from("<Q", body)[0], body[8:]))
+            at += 16 + length
+    return records
 
-
-def s(text):
-    b = text.encode()
-    return varint(len(b)) + b
-
-
-def seq(items):
-    return varint(len(items)) + b"".join(items)
-
-
-def tag(k, v):
-    return s(k) + s(v)
-
-
-# Variant indices follow the declaration order of `enum Op` in store/src/ops.rs.
-OPS = {
-    "create_experiment": varint(0) + varint(1) + s("exp") + s("file:///tmp/a")
-    + seq([tag("team", "ml")]) + zigzag(1_700_000_000_000),
-    "rename_experiment": varint(1) + varint(7) + s("renamed") + zigzag(1_700_000_000_001),
-    "set_experiment_stage": varint(2) + varint(7) + varint(1) + zigzag(-5),
-    "set_experiment_tag": varint(3) + varint(7) + tag("k", "v") + zigzag(3),
-    "delete_experiment_tag": varint(4) + varint(7) + s("k") + zigzag(3),
-    "update_run": varint(6) + s("0123456789abcdef") + b"\x00" + b"\x01" + zigzag(42)
-    + b"\x01" + s("name"),
-    "set_run_stage": varint(7) + s("r1") + varint(0) + zigzag(9),
-    "log_batch": varint(8) + s("r1")
-    + seq([s("loss") + varint(3) + b"\x01", s("acc") + varint(4) + b"\x00"])
-    + seq([
-        varint(0) + struct.pack("<d", 0.5) + zigzag(10) + zigzag(1) + varint(0),
-        varint(1) + struct.pack("<d", float("nan")) + zigzag(11) + zigzag(2) + varint(1),
-    ])
-    + seq([b"\x01" + s("model-1") + b"\x00" + b"\x01" + s("digest")])
-    + seq([tag("lr", "0.01")])
-    + seq([tag("mlflow.runName", "r")]),
-    "delete_run_tag": varint(9) + s("r1") + s("k"),
-    "delete_artifacts": varint(12) + s("model/weights"),
-    # LoggedModel(LoggedModelChange { model_id, record, set_tags, delete_tags, params })
-    "logged_model": varint(13) + s("m-1")
-    + varint(0) + s("model") + s("mlflow-artifacts:/0/models/m-1/artifacts") + varint(1)
-    + s("") + s("sklearn") + s("r1") + zigzag(5) + zigzag(6) + b"\x00"
-    + seq([tag("team", "risk")]) + seq([s("old")]) + seq([tag("alpha", "0.5")]),
-    "run_models": varint(14) + s("r1") + seq([s("m-1")]) + seq([s("m-2") + zigzag(3)]),
-    # Registry { changes: [PutAlias { id, alias, version }], events: [EventRecord] }
-    "registry": varint(15)
-    + seq([varint(8) + varint(0) + s("champion") + varint(2)])
-    + seq([varint(0) + varint(1) + zigzag(7) + s("alice") + s("set_alias") + s("fraud")
-           + b"\x01" + s("2") + b"\x01" + s("champion") + b"\x00" + b"\x01" + s("2")]),
-}
 
 # --- catalog base checkpoint: magic, lsn, entries [tree u8][klen u32][vlen u32][k][v], 0xff,
 # --- count u64, crc32 of everything before it ------------------------------------------------------
@@ -214,13 +174,16 @@ def segment_seeds():
 def main():
     wire_seeds()
     segment_seeds()
-    ops = list(OPS.items())
-    for name, payload in ops:
-        write("op_decode", name, payload)
+    records = sample_records()
+    for lsn, payload in records:
+        write("op_decode", "wal-%04d" % lsn, payload)
+    ops = [(lsn, payload) for lsn, payload in records]
 
     write("wal_frames", "empty-payload", frame(1, b""))
     write("wal_frames", "one", frame(1, ops[1][1]))
     write("wal_frames", "consecutive", b"".join(frame(10 + i, p) for i, (_, p) in enumerate(ops)))
+    with open(os.path.join(SAMPLE_WAL, sorted(os.listdir(SAMPLE_WAL))[0]), "rb") as f:
+        write("wal_frames", "sample-segment", f.read()[len(WAL_MAGIC):])
     write("wal_frames", "increasing-gap", frame(5, b"a") + frame(9, b"bc") + frame(20, b""))
     write("wal_frames", "torn-tail", frame(1, b"abc") + frame(2, b"defg")[:-2])
 

@@ -4,7 +4,9 @@
 //! panic or a read out of bounds later.
 
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
+use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
+use parquet::file::page_index::offset_index::PageLocation;
 
 use super::{schema, SeriesExtent, FENCE};
 
@@ -28,6 +30,17 @@ pub(crate) enum Defect {
         /// What is wrong.
         detail: &'static str,
     },
+    /// A column chunk, or a page the offset index locates, lies outside the file or outside
+    /// its column chunk (the Parquet reader computes with these offsets unchecked).
+    #[error("row group {rg}, column {column}: {detail}")]
+    ByteRange {
+        /// The row group.
+        rg: usize,
+        /// The column.
+        column: usize,
+        /// What is wrong.
+        detail: &'static str,
+    },
     /// The series directory is not sorted by series id, or two extents overlap.
     #[error("series directory out of order at series {0}")]
     Order(u64),
@@ -41,9 +54,10 @@ pub(crate) enum Defect {
     },
 }
 
-/// Checks that `meta` has the segment schema and a page index covering every row group, and
-/// returns the first row of each row group followed by the total.
-pub(crate) fn row_groups(meta: &ArrowReaderMetadata) -> Result<Vec<u64>, Defect> {
+/// Checks that `meta` (the footer of a file of `file_len` bytes) has the segment schema and a
+/// page index covering every row group, whose pages lie in order inside their column chunks and
+/// the chunks inside the file; returns the first row of each row group followed by the total.
+pub(crate) fn row_groups(meta: &ArrowReaderMetadata, file_len: u64) -> Result<Vec<u64>, Defect> {
     let expected = schema();
     let fields = meta.schema().fields();
     if fields.len() != expected.fields().len()
@@ -103,6 +117,12 @@ pub(crate) fn row_groups(meta: &ArrowReaderMetadata) -> Result<Vec<u64>, Defect>
             {
                 return Err(defect("page starts beyond the row group"));
             }
+            let chunk = &metadata.row_group(rg).columns()[column];
+            byte_ranges(chunk, locations, file_len).map_err(|detail| Defect::ByteRange {
+                rg,
+                column,
+                detail,
+            })?;
             let pages = locations.len();
             let stats = stats
                 .get(rg)
@@ -114,6 +134,53 @@ pub(crate) fn row_groups(meta: &ArrowReaderMetadata) -> Result<Vec<u64>, Defect>
         }
     }
     Ok(starts)
+}
+
+/// Checks that `chunk` lies inside a file of `file_len` bytes and that `pages`, its offset index,
+/// locates non-empty, non-overlapping pages in file order inside it. The Parquet reader trusts
+/// these numbers: a negative chunk offset fails an assertion in `ColumnChunkMetaData::byte_range`,
+/// and a first page before the chunk start overflows a subtraction when it sizes the dictionary
+/// page in front of it (both found by the `segment` fuzz target).
+fn byte_ranges(
+    chunk: &ColumnChunkMetaData,
+    pages: &[PageLocation],
+    file_len: u64,
+) -> Result<(), &'static str> {
+    let start = chunk
+        .dictionary_page_offset()
+        .unwrap_or_else(|| chunk.data_page_offset());
+    let (Ok(start), Ok(len)) = (u64::try_from(start), u64::try_from(chunk.compressed_size()))
+    else {
+        return Err("negative column chunk offset or size");
+    };
+    let end = start
+        .checked_add(len)
+        .filter(|&end| end <= file_len)
+        .ok_or("column chunk beyond the end of the file")?;
+    if u64::try_from(chunk.data_page_offset()).map_or(true, |data| data < start || data >= end) {
+        return Err("data page offset outside the column chunk");
+    }
+    let mut next = start;
+    for (i, page) in pages.iter().enumerate() {
+        let (Ok(offset), Ok(size)) = (
+            u64::try_from(page.offset),
+            u64::try_from(page.compressed_page_size),
+        ) else {
+            return Err("negative page offset or size");
+        };
+        if offset < next {
+            return Err("page before the column chunk or overlapping the page before it");
+        }
+        // The reader sizes a dictionary page in front of the first page as an i32.
+        if i == 0 && offset - start > i32::MAX as u64 {
+            return Err("first page too far into the column chunk");
+        }
+        next = offset
+            .checked_add(size)
+            .filter(|&page_end| size > 0 && page_end <= end)
+            .ok_or("page empty or beyond the column chunk")?;
+    }
+    Ok(())
 }
 
 /// Whether the Int64 page statistics `stats` (the only ones the readers use) describe exactly

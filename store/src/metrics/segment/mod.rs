@@ -314,7 +314,8 @@ impl Segment {
             .with_page_index_policy(PageIndexPolicy::Required)
             .with_skip_arrow_metadata(true);
         let meta = ArrowReaderMetadata::load(&bytes, options).map_err(|e| corrupt(&e))?;
-        let row_group_starts = check::row_groups(&meta).map_err(|e| corrupt(&e))?;
+        let row_group_starts =
+            check::row_groups(&meta, bytes.len() as u64).map_err(|e| corrupt(&e))?;
         let kv = meta
             .metadata()
             .file_metadata()

@@ -1,10 +1,13 @@
 use std::path::Path;
 
 use bytes::Bytes;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::PageIndexPolicy;
+use parquet::file::page_index::offset_index::PageLocation;
 
 use super::super::{to_batch, writer_properties, Segment, SeriesExtent, FENCE};
-use super::{directory, Defect};
+use super::{directory, row_groups, Defect};
 use crate::error::Error;
 use crate::metrics::Points;
 
@@ -121,4 +124,70 @@ fn a_damaged_embedded_arrow_schema_is_not_read() {
     // the metadata. The Arrow schema is now derived from the Parquet schema instead.
     let bytes = include_bytes!("testdata/bad-arrow-schema.parquet");
     let _ = open(Bytes::from_static(bytes));
+}
+
+/// The footer of a written two-series segment (page index loaded) and the file's length.
+fn written_footer() -> (ArrowReaderMetadata, u64) {
+    let series = [(1, curve(3)), (5, curve(3_000))];
+    let bytes = file_with_directory(&series, &[extent(1, 0, 3), extent(5, 3, 3_000)]);
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+    let meta = ArrowReaderMetadata::load(&bytes, options.clone()).unwrap();
+    (meta, bytes.len() as u64)
+}
+
+/// `meta` with the page locations of `column` in row group 0 changed by `edit`.
+fn with_pages(
+    meta: &ArrowReaderMetadata,
+    column: usize,
+    edit: impl FnOnce(&mut Vec<PageLocation>),
+) -> ArrowReaderMetadata {
+    let mut offsets = meta.metadata().offset_index().unwrap().clone();
+    edit(&mut offsets[0][column].page_locations);
+    let edited = meta
+        .metadata()
+        .as_ref()
+        .clone()
+        .into_builder()
+        .set_offset_index(Some(offsets))
+        .build();
+    ArrowReaderMetadata::try_new(edited.into(), ArrowReaderOptions::new()).unwrap()
+}
+
+#[test]
+fn pages_must_lie_in_order_inside_their_column_chunk() {
+    // Found by the `segment` fuzz target: an offset index whose first page starts before its
+    // column chunk made the Parquet reader overflow a subtraction (parquet 59.3.2,
+    // `SerializedPageReader::new_with_properties`) when a read skipped records of that column.
+    let (meta, len) = written_footer();
+    assert!(row_groups(&meta, len).is_ok());
+    let columns = meta.metadata().file_metadata().schema_descr().num_columns();
+    let pages = |c: usize| {
+        meta.metadata().offset_index().unwrap()[0][c]
+            .page_locations
+            .len()
+    };
+    let column = (0..columns)
+        .find(|&c| pages(c) > 1)
+        .expect("a column of several pages");
+    let edits: [(&str, fn(&mut Vec<PageLocation>)); 5] = [
+        ("first page before the chunk", |p| p[0].offset -= 1),
+        ("negative offset", |p| p[0].offset = -4),
+        ("overlapping pages", |p| p[1].offset = p[0].offset + 1),
+        ("empty page", |p| p[0].compressed_page_size = 0),
+        ("last page past the chunk", |p| {
+            p.last_mut().unwrap().compressed_page_size += 1_000_000
+        }),
+    ];
+    for (what, edit) in edits {
+        let bad = with_pages(&meta, column, edit);
+        assert!(
+            matches!(row_groups(&bad, len), Err(Defect::ByteRange { rg: 0, .. })),
+            "{what} passed the check"
+        );
+    }
+    // A file cut short: its column chunks run past the end.
+    assert!(matches!(
+        row_groups(&meta, 100),
+        Err(Defect::ByteRange { .. })
+    ));
 }
