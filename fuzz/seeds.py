@@ -144,6 +144,8 @@ WIRE = [
     ("mlflow-artifacts/artifacts", None, "path=a%2Fb"),
     ("artifacts/list", None, "run_id=abc&path=dir&page_token=t"),
     ("get-artifact", None, "run_id=abc&path=dir%2Ffile.txt"),
+    ("upload-artifact", None, "run_uuid=abc&path=dir%2Ffile.txt"),
+    ("experiments/search-datasets", {"experiment_ids": ["0", "7"]}, None),
 ]
 
 

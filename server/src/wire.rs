@@ -100,12 +100,12 @@ impl Fields {
         v.filter(|v| !v.is_null())
     }
 
-    /// A string field.
+    /// A string field. Like MLflow (`_assert_string`), a number or a boolean where a string
+    /// belongs is an invalid value (`"run_id": 31`), not the string `"31"`.
     pub fn opt_str(&self, name: &str) -> Result<Option<String>, ApiError> {
         match self.raw(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(v.to_string())),
             Some(v) => Err(self.invalid(name, v)),
         }
     }

@@ -241,6 +241,20 @@ pub struct DatasetInput {
     pub dataset: Dataset,
 }
 
+/// One dataset used in an experiment, as the web UI's dataset filter lists them (MLflow's
+/// `experiments/search-datasets`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetSummary {
+    /// The experiment.
+    pub experiment_id: String,
+    /// Name of the dataset.
+    pub name: String,
+    /// Digest of its content.
+    pub digest: String,
+    /// The `mlflow.data.context` tag of the input, if it had one.
+    pub context: Option<String>,
+}
+
 /// A run with its data: the latest value of each metric, params, tags and inputs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run {

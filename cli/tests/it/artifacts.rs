@@ -88,7 +88,7 @@ fn round_trips_text_binary_and_empty_files_with_download_headers() {
     assert_eq!(header(&h, "content-length"), "6");
     assert_eq!(
         header(&h, "content-disposition"),
-        "attachment; filename=\"a.txt\""
+        "attachment; filename=a.txt"
     );
     assert_eq!(header(&h, "x-content-type-options"), "nosniff");
 
@@ -442,7 +442,7 @@ fn check_run_listing(s: &TestServer, run_id: &str, root_uri: &str, store_root: &
     assert_eq!((status, bytes.as_slice()), (200, &b"0123456789"[..]));
     assert_eq!(
         header(&h, "content-disposition"),
-        "attachment; filename=\"b.txt\""
+        "attachment; filename=b.txt"
     );
     let (status, bytes, _) =
         get_file(&s.api(&format!("/get-artifact?run_uuid={run_id}&path=a.txt")));

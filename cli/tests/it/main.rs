@@ -8,6 +8,7 @@ mod full_disk;
 mod gc;
 mod hardening;
 mod models;
+mod parity;
 mod server;
 mod sql;
 mod sql_limits;

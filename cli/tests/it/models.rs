@@ -981,10 +981,10 @@ fn bad_model_requests_are_400s_in_mlflow_format() {
         (
             "POST",
             "/registered-models/set-tag",
-            json!({"name": "good", "key": "k"}),
+            json!({"name": "good", "key": "k", "value": 5}),
             400,
             "INVALID_PARAMETER_VALUE",
-            format!("{missing} 'value'"),
+            "Invalid value 5 for parameter 'value' supplied".to_string(),
         ),
         (
             "GET",

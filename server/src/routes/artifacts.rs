@@ -13,8 +13,8 @@ use std::io::{self, Read};
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
 use axum::{Json, Router};
@@ -57,6 +57,12 @@ pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = proxied(router, "/artifacts", dir.clone());
     let router = proxied(router, "/artifacts/", dir);
     let router = mlflow(router, "2.0", "/artifacts/list", get(list_run_artifacts));
+    let router = mlflow(
+        router,
+        "2.0",
+        "/upload-artifact",
+        axum::routing::post(upload_run_artifact).layer(DefaultBodyLimit::disable()),
+    );
     router.route("/get-artifact", get(get_run_artifact))
 }
 
@@ -71,10 +77,20 @@ fn proxied(
         .route(&format!("/ajax-api/2.0/mlflow-artifacts{path}"), route)
 }
 
+/// `raw` normalized ([`artifact_path::normalize`]). A path that could escape the store is
+/// MLflow's `400 INVALID_PARAMETER_VALUE` with the message `Invalid path`, word for word, as
+/// MLflow's tests compare the whole message; the reason goes to the log at debug level.
+pub(crate) fn safe_path(raw: &str) -> ApiResult<String> {
+    artifact_path::normalize(raw).map_err(|e| {
+        tracing::debug!(path = raw, "rejected artifact path: {e}");
+        ApiError::invalid("Invalid path")
+    })
+}
+
 /// The store path of a file named in a request: normalized, and naming a file (not the root,
 /// not a directory with a trailing slash).
 pub(crate) fn file_path(raw: &str) -> ApiResult<String> {
-    let path = artifact_path::normalize(raw)?;
+    let path = safe_path(raw)?;
     if path.is_empty() || raw.ends_with('/') {
         return Err(ApiError::invalid(format!(
             "Invalid path {raw:?}: an artifact path must end with a file name"
@@ -164,9 +180,14 @@ async fn upload(
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let path = file_path(&captured(path)?)?;
+    store_body(state.store.clone(), path, body).await?;
+    Ok(Json(json!({})))
+}
+
+/// Streams `body` into the store as the file `path`; a body that breaks off is a 400.
+async fn store_body(store: std::sync::Arc<Store>, path: String, body: Body) -> ApiResult<()> {
     // Created here, on the runtime, and read on a blocking thread.
     let inner = ChunkReader::spawn(body);
-    let store = state.store.clone();
     blocking(move || {
         let mut reader = BodyReader { inner, error: None };
         match store.put_artifact(&path, &mut reader) {
@@ -182,7 +203,55 @@ async fn upload(
             },
         }
     })
+    .await
+}
+
+/// The query of the web UI's `upload-artifact`: run id (`run_uuid`, or `run_id`) and the
+/// file's path in the run's artifacts, with MLflow's messages.
+pub(crate) fn upload_run_artifact_request(fields: &Fields) -> ApiResult<(String, String)> {
+    let run_id = match fields.opt_str("run_uuid")?.filter(|s| !s.is_empty()) {
+        Some(id) => id,
+        None => fields
+            .opt_str("run_id")?
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ApiError::invalid("Request must specify run_uuid."))?,
+    };
+    let raw = fields
+        .opt_str("path")?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::invalid("Request must specify path."))?;
+    Ok((run_id, file_path(&raw)?))
+}
+
+/// `POST /ajax-api/2.0/mlflow/upload-artifact?run_uuid=R&path=p` with the file as the body
+/// (the web UI's upload): streams it into run `R`'s artifacts as `p`. An empty body is MLflow's
+/// "Request must specify data."
+async fn upload_run_artifact(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let fields = crate::wire::query_fields(query.as_deref().unwrap_or(""));
+    let (run_id, rel) = upload_run_artifact_request(&fields)?;
+    let empty = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "0")
+        || axum::body::HttpBody::size_hint(&body).exact() == Some(0);
+    if empty {
+        return Err(ApiError::invalid("Request must specify data."));
+    }
+    let store = state.store.clone();
+    let path = blocking(move || {
+        let uri = store.get_run(&run_id)?.info.artifact_uri;
+        match served_root(&uri)? {
+            Some(root) => Ok(artifact_path::join(&root, &rel)),
+            None => Err(not_served(&run_id, &uri)),
+        }
+    })
     .await?;
+    store_body(state.store.clone(), path, body).await?;
     Ok(Json(json!({})))
 }
 
@@ -202,7 +271,7 @@ async fn delete(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<Value>> {
     let raw = captured(path)?;
-    let path = artifact_path::normalize(&raw)?;
+    let path = safe_path(&raw)?;
     if path.is_empty() {
         // Never "delete everything" through a path that normalizes to the root ("." or "./").
         return Err(ApiError::invalid(format!(
@@ -216,9 +285,7 @@ async fn delete(
 
 /// The `path` of an artifact listing, normalized (the root when absent).
 pub(crate) fn directory_request(fields: &Fields) -> ApiResult<String> {
-    Ok(artifact_path::normalize(
-        &fields.opt_str("path")?.unwrap_or_default(),
-    )?)
+    safe_path(&fields.opt_str("path")?.unwrap_or_default())
 }
 
 /// The query of `artifacts/list`: run id and directory.
@@ -397,14 +464,15 @@ const TEXT_EXTENSIONS: &[&str] = &[
     "tsv",
     "md",
     "rst",
+    "ipynb",
     "MLmodel",
-    "MLproject",
+    "mlproject",
 ];
 
 /// The `Content-Type` of a downloaded file named `name`, as MLflow's `_guess_mime_type`: the
 /// text extensions above are `text/plain`, others are guessed from the extension, and what
-/// cannot be guessed is `application/octet-stream`. Text types carry `charset=utf-8`, as
-/// MLflow's server adds.
+/// cannot be guessed is `application/octet-stream`. No `charset` is added, as MLflow 3.17's
+/// server adds none (its tests compare the whole header).
 fn content_type(name: &str) -> String {
     // As Python's os.path.splitext: leading dots belong to the name (".bashrc" has none).
     let stem_start = name.len() - name.trim_start_matches('.').len();
@@ -413,17 +481,12 @@ fn content_type(name: &str) -> String {
         None => "",
     };
     let ext = if ext.is_empty() { name } else { ext };
-    let mime = if TEXT_EXTENSIONS.contains(&ext) {
+    if TEXT_EXTENSIONS.contains(&ext) {
         "text/plain".to_string()
     } else {
         mime_guess::from_path(name)
             .first()
             .map_or_else(|| "application/octet-stream".into(), |m| m.to_string())
-    };
-    if mime.starts_with("text/") && !mime.contains("charset") {
-        format!("{mime}; charset=utf-8")
-    } else {
-        mime
     }
 }
 
@@ -433,7 +496,15 @@ fn content_disposition(name: &str) -> HeaderValue {
     let plain = name
         .bytes()
         .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
-    let value = if plain {
+    // An HTTP token goes unquoted, as Werkzeug (MLflow's server) sends it; MLflow's tests look
+    // for `filename=dog+step+20...` without quotes.
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let value = if token {
+        format!("attachment; filename={name}")
+    } else if plain {
         format!("attachment; filename=\"{name}\"")
     } else {
         let fallback: String = name
@@ -465,20 +536,25 @@ mod tests {
 
     #[test]
     fn content_types_follow_mlflow() {
-        assert_eq!(content_type("MLmodel"), "text/plain; charset=utf-8");
-        assert_eq!(content_type("MLproject"), "text/plain; charset=utf-8");
-        assert_eq!(content_type("a.txt"), "text/plain; charset=utf-8");
-        assert_eq!(content_type("conf.json"), "text/plain; charset=utf-8");
-        assert_eq!(content_type("a.tar.yaml"), "text/plain; charset=utf-8");
+        assert_eq!(content_type("MLmodel"), "text/plain");
+        assert_eq!(content_type("mlproject"), "text/plain");
+        assert_eq!(content_type("a.txt"), "text/plain");
+        assert_eq!(content_type("conf.json"), "text/plain");
+        assert_eq!(content_type("a.tar.yaml"), "text/plain");
+        assert_eq!(content_type("nb.ipynb"), "text/plain");
         assert_eq!(content_type("model.pkl"), "application/octet-stream");
         assert_eq!(content_type("noext"), "application/octet-stream");
         assert_eq!(content_type(".bashrc"), "application/octet-stream");
         assert_eq!(content_type("fig.png"), "image/png");
-        assert_eq!(content_type("page.html"), "text/html; charset=utf-8");
+        assert_eq!(content_type("page.html"), "text/html");
     }
 
     #[test]
     fn content_disposition_is_always_a_valid_header() {
+        assert_eq!(
+            content_disposition("dog+step+20.webp"),
+            "attachment; filename=dog+step+20.webp"
+        );
         assert_eq!(
             content_disposition("a b.txt"),
             "attachment; filename=\"a b.txt\""

@@ -81,6 +81,12 @@ pub(crate) const ALL: &[(&str, Decoder)] = &[
     ("get-artifact", |f| {
         artifacts::get_run_artifact_request(f).map(drop)
     }),
+    ("upload-artifact", |f| {
+        artifacts::upload_run_artifact_request(f).map(drop)
+    }),
+    ("experiments/search-datasets", |f| {
+        experiments::search_datasets_request(f).map(drop)
+    }),
 ];
 
 /// Reads `body` as the log-batch route does ([`runs::log_batch_request`]); first checks that

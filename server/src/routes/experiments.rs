@@ -1,5 +1,6 @@
 //! Routes of the experiments service: create, get, get-by-name, search, update (rename),
-//! delete, restore, set-experiment-tag, delete-experiment-tag.
+//! delete, restore, set-experiment-tag, delete-experiment-tag, and the web UI's
+//! search-datasets.
 
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -10,7 +11,7 @@ use serde_json::{json, Value};
 use super::runs::search;
 use super::runs::tags_field;
 use super::{done, mlflow};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::wire::Fields;
 use crate::{blocking, json, AppState};
 
@@ -24,6 +25,12 @@ pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let r = mlflow(r, "2.0", "/experiments/delete", post(delete));
     let r = mlflow(r, "2.0", "/experiments/restore", post(restore));
     let r = mlflow(r, "2.0", "/experiments/set-experiment-tag", post(set_tag));
+    let r = mlflow(
+        r,
+        "2.0",
+        "/experiments/search-datasets",
+        post(search_datasets),
+    );
     mlflow(
         r,
         "2.0",
@@ -49,6 +56,51 @@ async fn create(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> 
     })
     .await?;
     Ok(Json(json!({ "experiment_id": id })))
+}
+
+/// Most experiments in one `experiments/search-datasets` request (MLflow's limit).
+const MAX_DATASET_SEARCH_EXPERIMENTS: usize = 20;
+
+/// The request of `experiments/search-datasets`: 1 to 20 experiment ids.
+pub(crate) fn search_datasets_request(f: &Fields) -> ApiResult<Vec<String>> {
+    let ids = f.str_list("experiment_ids")?;
+    if ids.is_empty() {
+        return Err(ApiError::invalid(
+            "SearchDatasets request must specify at least one experiment_id.",
+        ));
+    }
+    if ids.len() > MAX_DATASET_SEARCH_EXPERIMENTS {
+        return Err(ApiError::invalid(format!(
+            "SearchDatasets request cannot specify more than {MAX_DATASET_SEARCH_EXPERIMENTS} \
+             experiment_ids. Received {} experiment_ids.",
+            ids.len()
+        )));
+    }
+    Ok(ids)
+}
+
+/// `POST experiments/search-datasets {experiment_ids*}` → `{dataset_summaries: [{experiment_id,
+/// name, digest, context}]}`: the datasets the experiments' runs used (the web UI's filter).
+async fn search_datasets(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let ids = search_datasets_request(&f)?;
+    let found = blocking(move || Ok(s.store.search_datasets(&ids)?)).await?;
+    let summaries = found
+        .iter()
+        .map(|d| {
+            let mut o = json!({
+                "experiment_id": d.experiment_id,
+                "name": d.name,
+                "digest": d.digest,
+            });
+            if let Some(c) = &d.context {
+                o["context"] = json!(c);
+            }
+            o
+        })
+        .collect();
+    let mut obj = serde_json::Map::new();
+    json::put_list(&mut obj, "dataset_summaries", summaries);
+    Ok(Json(Value::Object(obj)))
 }
 
 /// `GET experiments/get?experiment_id=` → `{experiment}`.

@@ -244,7 +244,9 @@ async fn search_models(State(s): State<AppState>, f: Fields) -> ApiResult<Json<V
 
 /// The query of `logged-models/{model_id}/artifacts/directories`: the directory, normalized.
 pub(crate) fn list_artifacts_request(f: &Fields) -> ApiResult<String> {
-    let dir = artifact_path::normalize(&f.opt_str("artifact_directory_path")?.unwrap_or_default())?;
+    let dir = crate::routes::artifacts::safe_path(
+        &f.opt_str("artifact_directory_path")?.unwrap_or_default(),
+    )?;
     // `page_token` is accepted and ignored: a listing is one page.
     f.opt_str("page_token")?;
     Ok(dir)

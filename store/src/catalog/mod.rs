@@ -263,6 +263,39 @@ impl Catalog {
             .collect()
     }
 
+    /// The distinct `(name, digest, context)` of the dataset inputs of the runs of experiment
+    /// `id` (context: the input's `mlflow.data.context` tag), reading each run's inputs by
+    /// prefix; stops once `out` holds `limit` entries.
+    pub(crate) fn dataset_uses_of_experiment(
+        &self,
+        id: u64,
+        limit: usize,
+        out: &mut std::collections::BTreeSet<(String, String, Option<String>)>,
+    ) -> Result<()> {
+        for run_id in self.run_ids_of_experiment(id)? {
+            let prefix = run_prefix(&run_id);
+            for e in self.run_inputs.scan_prefix(&prefix) {
+                if out.len() >= limit {
+                    return Ok(());
+                }
+                let (k, v) = e?;
+                let (_, tags): (u64, Vec<Tag>) = dec(&v)?;
+                let ds_key = &k[prefix.len()..];
+                let nul = ds_key.iter().position(|&b| b == 0).unwrap_or(ds_key.len());
+                let context = tags
+                    .into_iter()
+                    .find(|t| t.key == crate::types::DATASET_CONTEXT_TAG)
+                    .map(|t| t.value);
+                out.insert((
+                    utf8(&ds_key[..nul]),
+                    utf8(ds_key.get(nul + 1..).unwrap_or_default()),
+                    context,
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A whole run: info, latest metrics, params, tags and dataset inputs.
     pub(crate) fn run(&self, run_id: &str) -> Result<Option<Run>> {
         let Some(info) = self.run_info(run_id)? else {

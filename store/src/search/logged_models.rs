@@ -3,7 +3,8 @@
 //!
 //! A model's metrics are the latest point per (key, dataset, run) logged with its `model_id`. A
 //! metric clause passes when any of them (on the requested datasets, if any) passes; ordering by
-//! a metric uses the latest of them (by step, then timestamp).
+//! a metric uses the latest of them (by step, then timestamp). Datasets given without a metric
+//! clause keep only the models with a metric on one of them.
 
 use super::grammar::{self, Clause, Entity, Test, NUMERIC_OPS, STRING_LIST_OPS, STRING_OPS};
 use super::token::{self, SortValue};
@@ -246,6 +247,8 @@ pub(crate) fn search(cat: &Catalog, req: &LoggedModelSearch) -> Result<LoggedMod
         &dataset_text.join("\u{0}"),
     ]);
     let after = token::decode(req.page_token.as_deref(), &fp, order.len())?;
+    let datasets_alone =
+        !req.datasets.is_empty() && !tests.iter().any(|(f, _)| matches!(f, Field::Metric(_)));
     let mut models = Vec::new();
     // Clauses on attributes are decided on the record alone (the client's `name = '<path>'`
     // lookups on every artifact listing); only models that pass them are read whole.
@@ -283,9 +286,16 @@ pub(crate) fn search(cat: &Catalog, req: &LoggedModelSearch) -> Result<LoggedMod
             let Some(m) = crate::store::logged_models::load(cat, &model_id)? else {
                 continue;
             };
-            if tests
-                .iter()
-                .all(|(field, test)| passes(&m, field, test, &req.datasets))
+            // Datasets without a metric clause keep the models with any metric on one of them,
+            // as MLflow does.
+            let on_a_dataset = !datasets_alone
+                || m.metrics
+                    .iter()
+                    .any(|p| on_datasets(&p.metric, &req.datasets));
+            if on_a_dataset
+                && tests
+                    .iter()
+                    .all(|(field, test)| passes(&m, field, test, &req.datasets))
             {
                 models.push(m);
             }

@@ -24,7 +24,8 @@ fn check_experiment_tag(tag: &Tag) -> Result<()> {
 impl Store {
     /// Creates an experiment and returns its id. Names are unique among active *and* deleted
     /// experiments ([`Error::AlreadyExists`]). The artifact location defaults to
-    /// `mlflow-artifacts:/<id>`.
+    /// `mlflow-artifacts:/<id>`; a relative local path is made absolute against the process's
+    /// current directory, as MLflow's stores do (`resolve_uri_if_local`).
     pub fn create_experiment(
         &self,
         name: &str,
@@ -42,7 +43,7 @@ impl Store {
             }
             let id = cat.next_experiment_id()?.max(1);
             let artifact_location = match artifact_location {
-                Some(loc) if !loc.is_empty() => loc.to_string(),
+                Some(loc) if !loc.is_empty() => resolve_if_local(loc),
                 _ => format!("mlflow-artifacts:/{id}"),
             };
             let op = Op::CreateExperiment {
@@ -181,5 +182,62 @@ impl Store {
             };
             Ok((Some(op), ()))
         })
+    }
+}
+
+/// `location` made absolute if it is a relative local path (no URI scheme): joined to the
+/// current directory and normalized (`.` and `..` resolved lexically, as Python's
+/// `os.path.abspath`). Anything with a scheme, and absolute paths, are kept as given.
+fn resolve_if_local(location: &str) -> String {
+    let has_scheme = location.split_once(':').is_some_and(|(scheme, _)| {
+        scheme.len() > 1
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+    });
+    if has_scheme || location.starts_with('/') {
+        return location.to_string();
+    }
+    let Ok(cwd) = std::env::current_dir() else {
+        return location.to_string();
+    };
+    let mut parts: Vec<String> = Vec::new();
+    let joined = format!("{}/{location}", cwd.display());
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p.to_string()),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod location_tests {
+    use super::resolve_if_local;
+
+    #[test]
+    fn relative_local_paths_become_absolute_and_uris_stay() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            resolve_if_local("my_location"),
+            cwd.join("my_location").display().to_string()
+        );
+        assert_eq!(
+            resolve_if_local("./a/../b"),
+            cwd.join("b").display().to_string()
+        );
+        for kept in [
+            "/abs/path",
+            "s3://bucket/x",
+            "mlflow-artifacts:/3",
+            "file:///tmp/x",
+        ] {
+            assert_eq!(resolve_if_local(kept), kept);
+        }
     }
 }

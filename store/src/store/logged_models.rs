@@ -7,7 +7,7 @@
 
 use rand::Rng;
 
-use super::runs::{active_run, generate_run_name, run_not_found};
+use super::runs::{active_run, generate_run_name};
 use super::{now_ms, Store};
 use crate::catalog::models::LoggedModelRecord;
 use crate::catalog::Catalog;
@@ -25,6 +25,26 @@ const MAX_MODELS_PER_CALL: usize = 1000;
 
 pub(super) fn model_not_found(model_id: &str) -> Error {
     Error::NotFound(format!("Logged model with ID '{model_id}' not found."))
+}
+
+/// The logged-model tag listing the registered versions made from it (MLflow's
+/// `mlflow.modelVersions`).
+pub(crate) const MODEL_VERSIONS_TAG: &str = "mlflow.modelVersions";
+
+/// `s` as a JSON string the way Python's `json.dumps` writes it (non-ASCII as `\uXXXX`).
+fn python_json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in serde_json::to_string(s).expect("strings serialize").chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// The whole logged model `model_id`, unless it does not exist or was deleted.
@@ -133,11 +153,10 @@ impl Store {
                     req.experiment_id
                 )));
             }
+            // As MLflow, the source run is recorded as given: it need not exist (yet) here.
             let source_run_id = req.source_run_id.clone().unwrap_or_default();
             if !source_run_id.is_empty() {
                 validate::run_id(&source_run_id)?;
-                cat.run_info(&source_run_id)?
-                    .ok_or_else(|| run_not_found(&source_run_id))?;
             }
             let params = new_params(cat, &model_id, &req.params)?;
             let record = LoggedModelRecord {
@@ -207,6 +226,41 @@ impl Store {
             Ok(())
         })?;
         self.get_logged_model(model_id)
+    }
+
+    /// Appends version `version` of registered model `name` to the logged model's
+    /// `mlflow.modelVersions` tag, a JSON list written as MLflow writes it
+    /// (`[{"name": "model", "version": 1}]`), reading the tag in the same commit so that
+    /// concurrent registrations all land.
+    pub(crate) fn note_model_version(
+        &self,
+        model_id: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<()> {
+        self.change_logged_model(model_id, |cat, change| {
+            let current = cat
+                .models
+                .logged_model_tags(model_id)?
+                .into_iter()
+                .find(|t| t.key == MODEL_VERSIONS_TAG);
+            let mut entries: Vec<(String, u64)> = current
+                .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(&t.value).ok())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["version"].as_u64()?)))
+                .collect();
+            entries.push((name.to_string(), version));
+            let listed: Vec<String> = entries
+                .iter()
+                .map(|(n, v)| format!("{{\"name\": {}, \"version\": {v}}}", python_json_str(n)))
+                .collect();
+            change.set_tags = vec![Tag::new(
+                MODEL_VERSIONS_TAG,
+                format!("[{}]", listed.join(", ")),
+            )];
+            Ok(())
+        })
     }
 
     /// Removes a tag of a logged model ([`Error::NotFound`] if it has none such).

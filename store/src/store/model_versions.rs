@@ -103,7 +103,7 @@ impl Store {
 
     /// Creates the next version of a registered model, status READY. A version of a logged model
     /// (`model_id`, or a `models:/<model_id>` source) takes the model's source run as its run
-    /// when none is given.
+    /// when none is given, and is listed in the logged model's `mlflow.modelVersions` tag.
     pub fn create_model_version(
         &self,
         req: &CreateModelVersion,
@@ -119,7 +119,7 @@ impl Store {
             check_tag(t)?;
         }
         let time = now_ms();
-        let version = self.inner.commit(|cat| {
+        let (version, model_id) = self.inner.commit(|cat| {
             let (id, mut model) = model_by_name(cat, &req.name)?;
             let model_id = req
                 .model_id
@@ -148,7 +148,7 @@ impl Store {
                 source: req.source.clone(),
                 run_id,
                 run_link: req.run_link.clone().unwrap_or_default(),
-                model_id,
+                model_id: model_id.clone(),
             };
             let mut events = Events::new(cat, time, user)?;
             events
@@ -169,8 +169,11 @@ impl Store {
             model.next_version = version + 1;
             model.last_updated_time = time;
             changes.push(RegistryChange::PutModel { id, record: model });
-            Ok((Some(events.into_op(changes)), version))
+            Ok((Some(events.into_op(changes)), (version, model_id)))
         })?;
+        if !model_id.is_empty() {
+            self.note_model_version(&model_id, &req.name, version)?;
+        }
         self.get_model_version(&req.name, &version.to_string())
     }
 

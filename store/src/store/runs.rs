@@ -7,13 +7,16 @@ use crate::catalog::{Catalog, RUN_NAME_TAG};
 use crate::error::{Error, Result};
 use crate::ops::{LogBatch, Op};
 use crate::types::{
-    CreateRun, DatasetInput, LifecycleStage, Param, Run, RunInfo, RunStatus, Tag, UpdateRun,
-    ViewType,
+    CreateRun, DatasetInput, DatasetSummary, LifecycleStage, Param, Run, RunInfo, RunStatus, Tag,
+    UpdateRun, ViewType,
 };
 use crate::validate;
 
 /// Most datasets in one `log_inputs` call.
 const MAX_DATASETS_PER_CALL: usize = 1000;
+
+/// The most entries [`Store::search_datasets`] returns (MLflow's limit).
+pub(crate) const MAX_DATASET_SUMMARIES: usize = 1000;
 
 pub(super) fn run_not_found(run_id: &str) -> Error {
     Error::NotFound(format!("Run with id={run_id} not found"))
@@ -203,6 +206,40 @@ impl Store {
     /// another value is [`Error::InvalidParameter`]. Values are truncated to 6000 characters.
     pub fn log_param(&self, run_id: &str, key: &str, value: &str) -> Result<()> {
         self.log_batch(run_id, &[], &[Param::new(key, value)], &[])
+    }
+
+    /// The datasets the runs of some experiments used, one entry per distinct (experiment,
+    /// name, digest, context), at most [`MAX_DATASET_SUMMARIES`] (MLflow's
+    /// `experiments/search-datasets`, the web UI's dataset filter). Unknown experiment ids are
+    /// skipped; ids that are not experiment ids are [`Error::InvalidParameter`].
+    pub fn search_datasets(&self, experiment_ids: &[String]) -> Result<Vec<DatasetSummary>> {
+        let mut ids = experiment_ids
+            .iter()
+            .map(|e| validate::experiment_id(e))
+            .collect::<Result<Vec<u64>>>()?;
+        ids.sort_unstable();
+        ids.dedup();
+        let mut out = Vec::new();
+        for id in ids {
+            let mut uses = std::collections::BTreeSet::new();
+            let room = MAX_DATASET_SUMMARIES - out.len();
+            self.inner
+                .catalog
+                .dataset_uses_of_experiment(id, room, &mut uses)?;
+            out.extend(
+                uses.into_iter()
+                    .map(|(name, digest, context)| DatasetSummary {
+                        experiment_id: id.to_string(),
+                        name,
+                        digest,
+                        context,
+                    }),
+            );
+            if out.len() >= MAX_DATASET_SUMMARIES {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Records datasets used by an active run. Datasets are deduplicated per experiment by

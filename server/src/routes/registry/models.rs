@@ -137,7 +137,7 @@ async fn latest_versions(State(s): State<AppState>, f: Fields) -> ApiResult<Json
 /// `POST registered-models/set-tag {name*, key*, value*}` → `{}`.
 async fn set_tag(State(s): State<AppState>, User(user): User, f: Fields) -> ApiResult<Json<Value>> {
     let name = f.req_str("name")?;
-    let tag = Tag::new(f.req_str("key")?, f.req_str("value")?);
+    let tag = Tag::new(f.req_str("key")?, f.opt_str("value")?.unwrap_or_default());
     blocking(move || Ok(s.store.set_registered_model_tag(&name, &tag, &user)?)).await?;
     Ok(done())
 }

@@ -155,7 +155,7 @@ async fn download_uri(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Va
 async fn set_tag(State(s): State<AppState>, User(user): User, f: Fields) -> ApiResult<Json<Value>> {
     let name = f.req_str("name")?;
     let version = f.req_str("version")?;
-    let tag = Tag::new(f.req_str("key")?, f.req_str("value")?);
+    let tag = Tag::new(f.req_str("key")?, f.opt_str("value")?.unwrap_or_default());
     blocking(move || {
         Ok(s.store
             .set_model_version_tag(&name, &version, &tag, &user)?)
