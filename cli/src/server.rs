@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use quiver_server::security::SecurityOptions;
 use quiver_server::serve::ServeOptions;
+use quiver_server::ui::MlflowUi;
 use quiver_store::{Store, StoreOptions};
 
 /// File descriptors kept for the store (WAL, segments, blobs, sled) and for the 503 answers
@@ -54,6 +55,29 @@ pub(crate) struct Args {
     /// (e.g. 60s, 5min). Deleted runs are purged only by `quiver gc`.
     #[arg(long, env = "QUIVER_GC_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     gc_interval: std::time::Duration,
+    /// The built MLflow web UI to serve at `/` (`<site-packages>/mlflow/server/js/build`).
+    /// Default: the one of the `mlflow` package of --python, if it has one.
+    #[arg(long, env = "QUIVER_UI_DIR")]
+    ui_dir: Option<PathBuf>,
+    /// The Python interpreter whose `mlflow` package provides the web UI when --ui-dir is not
+    /// given.
+    #[arg(long, env = "QUIVER_PYTHON", default_value = "python3")]
+    python: String,
+}
+
+/// The MLflow web UI to serve: --ui-dir (an error if it is no bundle), else the one of
+/// --python's `mlflow` package, else none (then `/` says how to get it).
+fn web_ui(args: &Args) -> anyhow::Result<Option<MlflowUi>> {
+    if let Some(dir) = &args.ui_dir {
+        return Ok(Some(MlflowUi::open(dir)?));
+    }
+    match MlflowUi::find(&args.python) {
+        Ok(ui) => Ok(Some(ui)),
+        Err(e) => {
+            tracing::info!("no MLflow web UI: {e}");
+            Ok(None)
+        }
+    }
 }
 
 /// Runs the server until Ctrl-C or SIGTERM, then closes the store (flushing it).
@@ -102,7 +126,17 @@ async fn serve(args: &Args, store: Arc<Store>) -> anyhow::Result<()> {
     security.cors_allowed_origins = trimmed(&args.cors_allowed_origins);
     tracing::info!(%addr, store = %args.store.display(), "quiver server listening; MLFLOW_TRACKING_URI=http://{addr}");
     tracing::debug!(?security, ?options, "serving");
-    let app = security.protect(quiver_server::router(store));
+    let ui = web_ui(args)?;
+    match &ui {
+        Some(ui) => {
+            tracing::info!(dir = %ui.dir().display(), "serving the MLflow web UI at http://{addr}/")
+        }
+        None => tracing::info!(
+            "not serving the MLflow web UI: / says how to get it (install mlflow, or --ui-dir)"
+        ),
+    }
+    let app = quiver_server::router(store).merge(quiver_server::ui::routes(ui.as_ref()));
+    let app = security.protect(app);
     quiver_server::serve::serve(listener, app, options, shutdown_signal()).await;
     tracing::info!("shutting down");
     Ok(())

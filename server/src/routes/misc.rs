@@ -10,12 +10,34 @@ use serde_json::{json, Value};
 use super::mlflow;
 use crate::{blocking, ApiError, AppState};
 
-/// `GET /health`, `GET /version`, `GET /api/3.0/mlflow/server-info`.
+/// `GET /health`, `GET /version`, `GET /api/3.0/mlflow/server-info`, and the web UI's
+/// `ajax-api/3.0/mlflow/ui-telemetry`.
 pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = router
         .route("/health", get(health))
-        .route("/version", get(|| async { crate::MLFLOW_COMPAT_VERSION }));
+        .route("/version", get(|| async { crate::MLFLOW_COMPAT_VERSION }))
+        .route(
+            "/ajax-api/3.0/mlflow/ui-telemetry",
+            get(ui_telemetry_config).post(ui_telemetry_records),
+        );
     mlflow(router, "3.0", "/server-info", get(server_info))
+}
+
+/// `GET ajax-api/3.0/mlflow/ui-telemetry`: the web UI asks whether to send usage events.
+/// Quiver never phones out, so the answer is always MLflow's "disabled" configuration.
+async fn ui_telemetry_config() -> Json<Value> {
+    Json(json!({
+        "disable_ui_telemetry": true,
+        "disable_ui_events": [],
+        "ui_rollout_percentage": 0,
+    }))
+}
+
+/// `POST ajax-api/3.0/mlflow/ui-telemetry`: records the web UI sends anyway are read and
+/// dropped (MLflow's answer when telemetry is off).
+async fn ui_telemetry_records(body: axum::body::Body) -> Json<Value> {
+    let _ = axum::body::to_bytes(body, 1 << 20).await;
+    Json(json!({"status": "disabled"}))
 }
 
 /// `OK` while the store accepts writes; otherwise 503 with the reason in MLflow's error format
