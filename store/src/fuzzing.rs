@@ -66,10 +66,24 @@ pub fn search_filter(text: &str) -> bool {
 /// Opens `bytes` as a metric segment file and, when it opens, reads every series of its
 /// directory through every read path: whole, by rows below a step, by candidate rows and page
 /// counts with the columns read, as a history page and as a sample.
+///
+/// Panics of the Parquet decoder that the segment reader contains (they end as
+/// [`Error::Corruption`](crate::Error), see `metrics::segment::guard`) do not reach the
+/// process's panic hook (libFuzzer's aborts): only panics that would escape are crashes.
 pub fn segment(bytes: &[u8]) -> bool {
     use crate::metrics::read::{Part, SeriesView};
-    use crate::metrics::segment::Segment;
-    use std::sync::Arc;
+    use crate::metrics::segment::{guard, Segment};
+    use std::sync::{Arc, Once};
+
+    static QUIET_CONTAINED: Once = Once::new();
+    QUIET_CONTAINED.call_once(|| {
+        let outer = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !guard::decoding_contained() {
+                outer(info)
+            }
+        }));
+    });
 
     let path = std::path::Path::new("fuzz.parquet");
     let Ok(segment) = Segment::from_bytes(0, path, bytes::Bytes::copy_from_slice(bytes)) else {

@@ -9,6 +9,7 @@
 //! [`check`] validates that directory and the page index when a segment is opened.
 
 mod check;
+pub(crate) mod guard;
 
 use std::fs::File;
 use std::ops::Range;
@@ -20,8 +21,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
-    ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
 };
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -313,7 +314,9 @@ impl Segment {
         let options = ArrowReaderOptions::new()
             .with_page_index_policy(PageIndexPolicy::Required)
             .with_skip_arrow_metadata(true);
-        let meta = ArrowReaderMetadata::load(&bytes, options).map_err(|e| corrupt(&e))?;
+        let meta = guard::contain(path, || {
+            ArrowReaderMetadata::load(&bytes, options).map_err(|e| corrupt(&e))
+        })?;
         let row_group_starts =
             check::row_groups(&meta, bytes.len() as u64).map_err(|e| corrupt(&e))?;
         let kv = meta
@@ -392,18 +395,20 @@ impl Segment {
             self.meta.metadata().file_metadata().schema_descr(),
             columns.iter().copied(),
         );
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
-            self.bytes.clone(),
-            self.meta.clone(),
-        )
-        .with_projection(mask)
-        .with_row_groups((rg_first..=rg_last).collect())
-        .with_row_selection(RowSelection::from(selectors))
-        .with_batch_size(64 * 1024)
-        .build()
-        .map_err(|e| parquet_err(&self.path, e))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| parquet_err(&self.path, e))?;
+        let reader = guard::contain(&self.path, || {
+            ParquetRecordBatchReaderBuilder::new_with_metadata(
+                self.bytes.clone(),
+                self.meta.clone(),
+            )
+            .with_projection(mask)
+            .with_row_groups((rg_first..=rg_last).collect())
+            .with_row_selection(RowSelection::from(selectors))
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(|e| parquet_err(&self.path, e))
+        })?;
+        for batch in guard::Batches::new(reader, &self.path) {
+            let batch = batch?;
             let col = |i: usize| batch.column(i);
             let int = |i: usize| {
                 col(i)
@@ -501,7 +506,7 @@ impl Segment {
         ranges: &[Range<u64>],
         columns: &[usize],
         batch_rows: usize,
-    ) -> Result<ParquetRecordBatchReader> {
+    ) -> Result<guard::Batches> {
         let ranges: Vec<Range<u64>> = ranges.iter().filter(|r| r.start < r.end).cloned().collect();
         if ranges.last().is_some_and(|r| r.end > self.rows()) {
             return Err(Error::corruption(&self.path, "read beyond the last row"));
@@ -511,13 +516,19 @@ impl Segment {
             self.meta.metadata().file_metadata().schema_descr(),
             columns.iter().copied(),
         );
-        ParquetRecordBatchReaderBuilder::new_with_metadata(self.bytes.clone(), self.meta.clone())
+        let reader = guard::contain(&self.path, || {
+            ParquetRecordBatchReaderBuilder::new_with_metadata(
+                self.bytes.clone(),
+                self.meta.clone(),
+            )
             .with_projection(mask)
             .with_row_groups(groups)
             .with_row_selection(selection)
             .with_batch_size(batch_rows.max(1))
             .build()
             .map_err(|e| parquet_err(&self.path, e))
+        })?;
+        Ok(guard::Batches::new(reader, &self.path))
     }
 
     /// The rows of series `ext` (file rows, ascending, disjoint) that may hold a step within

@@ -55,10 +55,10 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
-use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
 
 use super::{SeriesRef, DATASET_DIGEST, EXPERIMENT_ID, KEY, RUN_ID, SERIES_ID, STEP};
 use crate::metrics::read::{Part, SeriesView};
+use crate::metrics::segment::guard::Batches;
 use crate::metrics::segment::Segment;
 use crate::metrics::Points;
 use crate::ops::PointExtras;
@@ -441,7 +441,7 @@ struct ScanMetrics {
 enum Reading {
     Segment {
         /// `None` when no segment column is needed: rows are only counted.
-        reader: Option<ParquetRecordBatchReader>,
+        reader: Option<Batches>,
         ranges: Vec<(Range<u64>, usize)>,
         /// The range being read, and how many of its rows were returned.
         at: usize,
@@ -542,7 +542,7 @@ impl ScanStream {
                     let (rows, decoded) = match reader {
                         Some(reader) => match reader.next() {
                             Some(b) => {
-                                let b = b.map_err(|e| DataFusionError::External(Box::new(e)))?;
+                                let b = b.map_err(to_datafusion)?;
                                 (b.num_rows(), Some(b))
                             }
                             None => (0, None),

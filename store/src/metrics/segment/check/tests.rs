@@ -191,3 +191,30 @@ fn pages_must_lie_in_order_inside_their_column_chunk() {
         Err(Defect::ByteRange { .. })
     ));
 }
+
+#[test]
+fn a_page_that_breaks_the_decoder_is_corruption_not_a_panic() {
+    // Found by the `segment` fuzz target: a seed segment with bytes shuffled inside a
+    // DELTA_BINARY_PACKED page that then claims no values; parquet 59.3.2 subtracts past zero
+    // decoding it (`encodings/decoding.rs:755`). Reads contain the panic (`guard`).
+    let bytes = include_bytes!("testdata/delta-page-without-values.parquet");
+    let seg = open(Bytes::from_static(bytes)).unwrap();
+    let mut contained = 0;
+    for ext in seg.directory().to_vec() {
+        let rows = [ext.start..ext.start + ext.rows];
+        let whole = seg.read_series(&ext);
+        let columns: crate::Result<Vec<_>> = seg
+            .read_columns(&rows, &[1, 2, 3, 4, 5, 6], 512)
+            .and_then(|batches| batches.collect());
+        for result in [whole.map(drop), columns.map(drop)] {
+            match result {
+                Ok(()) => {}
+                Err(e @ Error::Corruption { .. }) => {
+                    contained += e.to_string().contains("Parquet decoder failed") as usize
+                }
+                Err(e) => panic!("not a corruption error: {e}"),
+            }
+        }
+    }
+    assert!(contained > 0, "no read met the decoder's panic");
+}
