@@ -12,12 +12,8 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
-import time
-import urllib.request
 from collections import defaultdict
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -25,31 +21,10 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric
+from quiver_process import quiver_bin, start_server, stop_server
 
-ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_700_000_000_000
 STEPS = 3000
-
-
-def quiver_bin():
-    """The quiver binary to run; fails (does not skip) when there is none."""
-    explicit = os.environ.get("QUIVER_BIN")
-    if explicit:
-        return explicit
-    for profile in ("debug", "release"):
-        candidate = ROOT / "target" / profile / "quiver"
-        if candidate.exists():
-            return str(candidate)
-    pytest.fail(
-        "no quiver binary: set QUIVER_BIN, or build one (cargo build -p quiver); "
-        "`cargo test -p quiver --test it compat` sets QUIVER_BIN itself"
-    )
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def expected_points():
@@ -66,23 +41,8 @@ def flushed_store(tmp_path):
     """A store holding expected_points() in Parquet segments, closed; returns its directory and
     the run id."""
     store = tmp_path / "store"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [quiver_bin(), "server", "--host", "127.0.0.1", "--port", str(port), "--store", str(store)],
-        env={**os.environ, "QUIVER_LOG": "warn"},
-        stdout=subprocess.DEVNULL,
-    )
+    server, url = start_server(store)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=5).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail(f"quiver server did not start (exit code {server.poll()})")
-                time.sleep(0.05)
         client = MlflowClient(tracking_uri=url)
         experiment_id = client.create_experiment("parquet-interop")
         run_id = client.create_run(experiment_id).info.run_id
@@ -98,9 +58,7 @@ def flushed_store(tmp_path):
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0, "the server did not shut down cleanly"
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+        stop_server(server)
     return store, run_id
 
 

@@ -1,11 +1,12 @@
 //! The MLflow client compatibility suite: drives the real `mlflow` Python client
 //! (`compat/requirements.txt`) against the real `quiver server` binary by running
-//! `compat/test_*.py` with pytest.
+//! `compat/test_*.py` with pytest; `compat/test_web_ui.py` drives MLflow's web UI, served by
+//! Quiver, in headless Chromium (`/usr/bin/chromium`, Debian's `chromium` package).
 //!
 //! The Python environment is a venv at `$QUIVER_COMPAT_VENV`, or else at
-//! `<target dir>/compat-venv-<12 hex of a hash of requirements.txt>`; it is created and
-//! filled from PyPI once (a marker file records a finished install), so reruns start at once.
-//! Needs `python3` (with the `venv` module) on PATH.
+//! `<target dir>/compat-venv-<12 hex of a hash of requirements.txt and requirements-ui.txt>`;
+//! it is created and filled from PyPI once (a marker file records a finished install), so
+//! reruns start at once. Needs `python3` (with the `venv` module) on PATH.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -116,8 +117,11 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 /// finished doing so. Returns the venv's directory.
 fn ensure_venv(root: &Path) -> PathBuf {
     let req_path = root.join("compat").join("requirements.txt");
-    let requirements = std::fs::read(&req_path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", req_path.display()));
+    let ui_req_path = root.join("compat").join("requirements-ui.txt");
+    let read =
+        |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+    let mut requirements = read(&req_path);
+    requirements.extend(read(&ui_req_path));
     let venv = venv_dir(root, &requirements);
     let marker = venv.join(MARKER);
     if marker.exists() {
@@ -162,6 +166,27 @@ fn ensure_venv(root: &Path) -> PathBuf {
         status.success(),
         "`pip install -r {}` into {} failed ({status}); it needs PyPI to be reachable",
         req_path.display(),
+        venv.display()
+    );
+    // Without dependencies: see the file's header.
+    let mut install = Command::new(venv.join("bin").join("python"));
+    install
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "-r",
+        ])
+        .arg(&ui_req_path)
+        .env("PIP_NO_INPUT", "1");
+    let status = run_streaming(install, "pip install --no-deps", INSTALL_TIMEOUT);
+    assert!(
+        status.success(),
+        "`pip install --no-deps -r {}` into {} failed ({status})",
+        ui_req_path.display(),
         venv.display()
     );
     std::fs::write(&marker, &requirements)

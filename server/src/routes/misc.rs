@@ -11,7 +11,7 @@ use super::mlflow;
 use crate::{blocking, ApiError, AppState};
 
 /// `GET /health`, `GET /version`, `GET /api/3.0/mlflow/server-info`, and the web UI's
-/// `ajax-api/3.0/mlflow/ui-telemetry`.
+/// `ajax-api/3.0/mlflow/ui-telemetry` and `ajax-api/2.0/mlflow/gateway-proxy`.
 pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = router
         .route("/health", get(health))
@@ -19,8 +19,20 @@ pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
         .route(
             "/ajax-api/3.0/mlflow/ui-telemetry",
             get(ui_telemetry_config).post(ui_telemetry_records),
+        )
+        .route(
+            "/ajax-api/2.0/mlflow/gateway-proxy",
+            get(no_gateway).post(no_gateway),
         );
     mlflow(router, "3.0", "/server-info", get(server_info))
+}
+
+/// `GET|POST ajax-api/2.0/mlflow/gateway-proxy`: the web UI lists AI-gateway endpoints on run
+/// pages. Quiver has no gateway, so the list is empty, as `mlflow server` answers without a
+/// deployments target.
+async fn no_gateway(body: axum::body::Body) -> Json<Value> {
+    let _ = axum::body::to_bytes(body, 1 << 20).await;
+    Json(json!({"endpoints": []}))
 }
 
 /// `GET ajax-api/3.0/mlflow/ui-telemetry`: the web UI asks whether to send usage events.
