@@ -169,7 +169,8 @@ fn pages_must_lie_in_order_inside_their_column_chunk() {
     let column = (0..columns)
         .find(|&c| pages(c) > 1)
         .expect("a column of several pages");
-    let edits: [(&str, fn(&mut Vec<PageLocation>)); 5] = [
+    type Edit = fn(&mut Vec<PageLocation>);
+    let edits: [(&str, Edit); 5] = [
         ("first page before the chunk", |p| p[0].offset -= 1),
         ("negative offset", |p| p[0].offset = -4),
         ("overlapping pages", |p| p[1].offset = p[0].offset + 1),
@@ -201,7 +202,7 @@ fn a_page_that_breaks_the_decoder_is_corruption_not_a_panic() {
     let seg = open(Bytes::from_static(bytes)).unwrap();
     let mut contained = 0;
     for ext in seg.directory().to_vec() {
-        let rows = [ext.start..ext.start + ext.rows];
+        let rows = std::slice::from_ref(&(ext.start..ext.start + ext.rows)).to_vec();
         let whole = seg.read_series(&ext);
         let columns: crate::Result<Vec<_>> = seg
             .read_columns(&rows, &[1, 2, 3, 4, 5, 6], 512)
