@@ -1,5 +1,6 @@
 //! Routes of the experiments service: create, get, get-by-name, search, update (rename),
-//! delete, restore, set-experiment-tag, delete-experiment-tag.
+//! delete, restore, set-experiment-tag, delete-experiment-tag, and the web UI's
+//! search-datasets.
 
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -10,7 +11,7 @@ use serde_json::{json, Value};
 use super::runs::search;
 use super::runs::tags_field;
 use super::{done, mlflow};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::wire::Fields;
 use crate::{blocking, json, AppState};
 
@@ -24,6 +25,11 @@ pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let r = mlflow(r, "2.0", "/experiments/delete", post(delete));
     let r = mlflow(r, "2.0", "/experiments/restore", post(restore));
     let r = mlflow(r, "2.0", "/experiments/set-experiment-tag", post(set_tag));
+    // Served under /ajax-api only, as MLflow does.
+    let r = r.route(
+        "/ajax-api/2.0/mlflow/experiments/search-datasets",
+        post(search_datasets),
+    );
     mlflow(
         r,
         "2.0",
@@ -51,9 +57,14 @@ async fn create(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> 
     Ok(Json(json!({ "experiment_id": id })))
 }
 
+/// The request of `experiments/get`: the experiment id.
+pub(crate) fn get_request(f: &Fields) -> ApiResult<String> {
+    f.req_str("experiment_id")
+}
+
 /// `GET experiments/get?experiment_id=` → `{experiment}`.
 async fn get_experiment(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
-    let id = f.req_str("experiment_id")?;
+    let id = get_request(&f)?;
     let exp = blocking(move || Ok(s.store.get_experiment(&id)?)).await?;
     Ok(Json(json!({ "experiment": json::experiment(&exp) })))
 }
@@ -129,5 +140,54 @@ async fn search(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> 
     if let Some(token) = page.next_page_token {
         out.insert("next_page_token".into(), Value::String(token));
     }
+    Ok(Json(Value::Object(out)))
+}
+
+/// Most experiments in one `search-datasets` request (MLflow's).
+const MAX_EXPERIMENT_IDS_PER_DATASET_SEARCH: usize = 20;
+
+/// The request of `experiments/search-datasets`: 1 to 20 experiment ids.
+pub(crate) fn search_datasets_request(f: &Fields) -> ApiResult<Vec<String>> {
+    let ids = f.str_list("experiment_ids")?;
+    if ids.is_empty() {
+        return Err(ApiError::invalid(
+            "SearchDatasets request must specify at least one experiment_id.",
+        ));
+    }
+    if ids.len() > MAX_EXPERIMENT_IDS_PER_DATASET_SEARCH {
+        return Err(ApiError::invalid(format!(
+            "SearchDatasets request cannot specify more than \
+             {MAX_EXPERIMENT_IDS_PER_DATASET_SEARCH} experiment_ids. Received {} experiment_ids.",
+            ids.len()
+        )));
+    }
+    Ok(ids)
+}
+
+/// `POST /ajax-api/2.0/mlflow/experiments/search-datasets {experiment_ids*}` →
+/// `{dataset_summaries: [{experiment_id, name, digest, context}]}`: the distinct datasets the
+/// experiments' runs used, with each use's context (at most 1000).
+async fn search_datasets(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+    let ids = search_datasets_request(&f)?;
+    let found = blocking(move || {
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        Ok(s.store.search_datasets(&ids)?)
+    })
+    .await?;
+    let summaries = found
+        .iter()
+        .map(|d| {
+            let mut o = serde_json::Map::new();
+            o.insert("experiment_id".into(), json!(d.experiment_id));
+            o.insert("name".into(), json!(d.name));
+            o.insert("digest".into(), json!(d.digest));
+            if let Some(c) = &d.context {
+                o.insert("context".into(), json!(c));
+            }
+            Value::Object(o)
+        })
+        .collect();
+    let mut out = serde_json::Map::new();
+    json::put_list(&mut out, "dataset_summaries", summaries);
     Ok(Json(Value::Object(out)))
 }

@@ -7,13 +7,16 @@ use crate::catalog::{Catalog, RUN_NAME_TAG};
 use crate::error::{Error, Result};
 use crate::ops::{LogBatch, Op};
 use crate::types::{
-    CreateRun, DatasetInput, LifecycleStage, Param, Run, RunInfo, RunStatus, Tag, UpdateRun,
-    ViewType,
+    CreateRun, DatasetInput, DatasetSummary, LifecycleStage, Param, Run, RunInfo, RunStatus, Tag,
+    UpdateRun, ViewType, DATASET_CONTEXT_TAG,
 };
 use crate::validate;
 
 /// Most datasets in one `log_inputs` call.
 const MAX_DATASETS_PER_CALL: usize = 1000;
+
+/// Most rows of [`Store::search_datasets`] (MLflow's `MAX_DATASET_SUMMARIES_RESULTS`).
+const MAX_DATASET_SUMMARIES: usize = 1000;
 
 pub(super) fn run_not_found(run_id: &str) -> Error {
     Error::NotFound(format!("Run with id={run_id} not found"))
@@ -229,6 +232,35 @@ impl Store {
             };
             Ok((Some(op), ()))
         })
+    }
+
+    /// The distinct (experiment, dataset name, digest, context) of the dataset inputs of every
+    /// run, active or deleted, of the given experiments, as MLflow's `SearchDatasets` lists them:
+    /// at most 1000, in (experiment, name, digest, context) order. Unknown
+    /// experiments are skipped; an id that is not a number is
+    /// [`Error::InvalidParameter`].
+    pub fn search_datasets(&self, experiment_ids: &[&str]) -> Result<Vec<DatasetSummary>> {
+        let cat = &self.inner.catalog;
+        let mut found = std::collections::BTreeSet::new();
+        for exp in experiment_ids {
+            let id = validate::experiment_id(exp)?;
+            for run_id in cat.run_ids_of_experiment(id)? {
+                for input in cat.run_dataset_inputs(&run_id)? {
+                    let context = input
+                        .tags
+                        .iter()
+                        .find(|t| t.key == DATASET_CONTEXT_TAG)
+                        .map(|t| t.value.clone());
+                    found.insert(DatasetSummary {
+                        experiment_id: id.to_string(),
+                        name: input.dataset.name,
+                        digest: input.dataset.digest,
+                        context,
+                    });
+                }
+            }
+        }
+        Ok(found.into_iter().take(MAX_DATASET_SUMMARIES).collect())
     }
 
     /// The runs of the given experiments in `view`, newest first (start time descending, then
