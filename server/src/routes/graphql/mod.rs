@@ -18,12 +18,14 @@ use std::sync::{Arc, OnceLock};
 
 use async_graphql::{EmptySubscription, Schema, Variables};
 use axum::extract::State;
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use quiver_store::Store;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
+use crate::json::json_response;
 use crate::wire::Fields;
 use crate::AppState;
 
@@ -45,14 +47,32 @@ pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     router.route("/graphql", get(graphql).post(graphql))
 }
 
+/// MLflow's answer: `data` as the executor built it (fields in the order they were selected),
+/// `errors` as a list of messages or `null`.
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    data: &'a async_graphql::Value,
+    errors: Option<Vec<&'a str>>,
+}
+
+impl Answer<'_> {
+    fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a GraphQL value is always valid JSON")
+    }
+}
+
 /// MLflow's answer to a query that was not run: no data, one error.
-fn refused(message: String) -> Json<Value> {
-    Json(json!({"data": null, "errors": [message]}))
+fn refused(message: &str) -> Vec<u8> {
+    Answer {
+        data: &async_graphql::Value::Null,
+        errors: Some(vec![message]),
+    }
+    .to_json()
 }
 
 /// `GET|POST /graphql`: the fields come from the JSON body of a POST or the query string of a
 /// GET (`variables` as a JSON object, or as a string holding one).
-async fn graphql(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
+async fn graphql(State(s): State<AppState>, f: Fields) -> ApiResult<Response> {
     let query = f
         .opt_str("query")?
         .ok_or_else(|| ApiError::invalid("Must provide query string."))?;
@@ -64,22 +84,24 @@ async fn graphql(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>>
             .map_err(|e| ApiError::invalid(format!("Variables are invalid JSON: {e}")))?,
         Some(v) => v.clone(),
     };
-    Ok(execute(&s.store, &query, operation, variables).await)
+    Ok(json_response(
+        execute(&s.store, &query, operation, variables).await,
+    ))
 }
 
-/// Runs `query` against `store`, with MLflow's checks first, and writes MLflow's answer.
+/// Runs `query` against `store`, with MLflow's checks first: MLflow's answer, as JSON.
 async fn execute(
     store: &Arc<Store>,
     query: &str,
     operation: Option<String>,
     variables: Value,
-) -> Json<Value> {
+) -> Vec<u8> {
     let doc = match async_graphql::parser::parse_query(query) {
         Ok(doc) => doc,
-        Err(e) => return refused(format!("Syntax Error: {e}")),
+        Err(e) => return refused(&format!("Syntax Error: {e}")),
     };
     if let Err(message) = limits::check(&doc) {
-        return refused(message);
+        return refused(&message);
     }
     let mut request = async_graphql::Request::new(query)
         .variables(Variables::from_json(variables))
@@ -88,13 +110,12 @@ async fn execute(
         request = request.operation_name(op);
     }
     let response = schema().execute(request).await;
-    let errors = (!response.errors.is_empty()).then(|| {
-        (response.errors.iter())
-            .map(|e| Value::String(e.message.clone()))
-            .collect::<Vec<_>>()
-    });
-    let data = serde_json::to_value(&response.data).unwrap_or(Value::Null);
-    Json(json!({ "data": data, "errors": errors }))
+    Answer {
+        data: &response.data,
+        errors: (!response.errors.is_empty())
+            .then(|| response.errors.iter().map(|e| e.message.as_str()).collect()),
+    }
+    .to_json()
 }
 
 #[cfg(test)]

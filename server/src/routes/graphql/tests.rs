@@ -14,7 +14,7 @@ fn store() -> (tempfile::TempDir, Arc<Store>) {
 }
 
 async fn run(store: &Arc<Store>, query: &str, variables: Value) -> Value {
-    execute(store, query, None, variables).await.0
+    serde_json::from_slice(&execute(store, query, None, variables).await).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,6 +102,21 @@ async fn limits_come_before_validation() {
     assert_eq!(
         answer,
         json!({"data": null, "errors": ["Query exceeds maximum depth of 10"]})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_come_in_the_order_selected() {
+    let (_dir, store) = store();
+    let q = r#"{ mlflowGetExperiment(input: {experimentId: "0"}) { experiment { name experimentId artifactLocation } apiError { code } } }"#;
+    let text = String::from_utf8(execute(&store, q, None, Value::Null).await).unwrap();
+    assert!(
+        text.starts_with(r#"{"data":{"mlflowGetExperiment":{"experiment":{"name":"Default","experimentId":"0","artifactLocation""#),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(r#""apiError":null}},"errors":null}"#),
+        "{text}"
     );
 }
 
