@@ -232,6 +232,20 @@ pub struct Dataset {
 /// `datasets.context`.
 pub const DATASET_CONTEXT_TAG: &str = "mlflow.data.context";
 
+/// A dataset as some run of an experiment used it, with that use's context: one row of
+/// [`crate::Store::search_datasets`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DatasetSummary {
+    /// The experiment of the run that used the dataset.
+    pub experiment_id: String,
+    /// Name of the dataset.
+    pub name: String,
+    /// Digest of its content.
+    pub digest: String,
+    /// The input's [`DATASET_CONTEXT_TAG`] (`training` ...), `None` without one.
+    pub context: Option<String>,
+}
+
 /// A dataset used by a run, with the input's tags (`mlflow.data.context` = `train`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DatasetInput {
@@ -239,20 +253,6 @@ pub struct DatasetInput {
     pub tags: Vec<Tag>,
     /// The dataset.
     pub dataset: Dataset,
-}
-
-/// One dataset used in an experiment, as the web UI's dataset filter lists them (MLflow's
-/// `experiments/search-datasets`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DatasetSummary {
-    /// The experiment.
-    pub experiment_id: String,
-    /// Name of the dataset.
-    pub name: String,
-    /// Digest of its content.
-    pub digest: String,
-    /// The `mlflow.data.context` tag of the input, if it had one.
-    pub context: Option<String>,
 }
 
 /// A run with its data: the latest value of each metric, params, tags and inputs.

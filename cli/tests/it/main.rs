@@ -6,6 +6,7 @@ mod artifacts;
 mod compat;
 mod full_disk;
 mod gc;
+mod graphql;
 mod hardening;
 mod models;
 mod parity;

@@ -322,24 +322,32 @@ async fn list_run_artifacts(
 ) -> ApiResult<Json<Value>> {
     let (run_id, dir) = list_run_artifacts_request(&fields)?;
     let store = state.store.clone();
-    let listed = dir.clone();
-    let (root_uri, entries) = blocking(move || {
-        let uri = store.get_run(&run_id)?.info.artifact_uri;
-        let entries = match served_root(&uri)? {
-            Some(root) => store.list_artifacts(&artifact_path::join(&root, &listed))?,
-            None => Vec::new(),
-        };
-        Ok((uri, entries))
-    })
-    .await?;
-    let files = entries
-        .iter()
-        .map(|e| file_info(&artifact_path::join(&dir, &e.path), e))
-        .collect();
+    let (root_uri, entries) = blocking(move || run_artifacts(&store, &run_id, &dir)).await?;
+    let files = entries.iter().map(|(path, e)| file_info(path, e)).collect();
     let mut obj = Map::new();
     obj.insert("root_uri".into(), json!(root_uri));
     crate::json::put_list(&mut obj, "files", files);
     Ok(Json(Value::Object(obj)))
+}
+
+/// The listing of `artifacts/list` (REST and GraphQL): run `run_id`'s artifact root URI and the
+/// entries directly under `dir` in it, each with its path relative to that root (`dir/b.txt`).
+/// A run whose artifacts this server does not serve lists as empty.
+pub(crate) fn run_artifacts(
+    store: &Store,
+    run_id: &str,
+    dir: &str,
+) -> ApiResult<(String, Vec<(String, ArtifactListEntry)>)> {
+    let uri = store.get_run(run_id)?.info.artifact_uri;
+    let entries = match served_root(&uri)? {
+        Some(root) => store.list_artifacts(&artifact_path::join(&root, dir))?,
+        None => Vec::new(),
+    };
+    let entries = entries
+        .into_iter()
+        .map(|e| (artifact_path::join(dir, &e.path), e))
+        .collect();
+    Ok((uri, entries))
 }
 
 /// `GET /get-artifact?run_id=R&path=p` (the web UI's previews): the file `p` of run `R`.

@@ -103,9 +103,14 @@ async fn search_datasets(State(s): State<AppState>, f: Fields) -> ApiResult<Json
     Ok(Json(Value::Object(obj)))
 }
 
+/// The request of `experiments/get` (and GraphQL's `mlflowGetExperiment`): the id.
+pub(crate) fn get_request(f: &Fields) -> ApiResult<String> {
+    f.req_str("experiment_id")
+}
+
 /// `GET experiments/get?experiment_id=` → `{experiment}`.
 async fn get_experiment(State(s): State<AppState>, f: Fields) -> ApiResult<Json<Value>> {
-    let id = f.req_str("experiment_id")?;
+    let id = get_request(&f)?;
     let exp = blocking(move || Ok(s.store.get_experiment(&id)?)).await?;
     Ok(Json(json!({ "experiment": json::experiment(&exp) })))
 }

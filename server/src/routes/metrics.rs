@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use quiver_store::MetricHistory;
+use quiver_store::{MetricHistory, Store};
 
 use super::mlflow;
 use super::runs::search::invalid_max_results;
@@ -150,17 +150,11 @@ async fn get_history_bulk_interval(State(s): State<AppState>, f: Fields) -> ApiR
         let mut buf = Vec::new();
         buf.push(b'{');
         let mut first = true;
-        for run_id in &run_ids {
-            let h = s
-                .store
-                .sampled_metric_history(run_id, &key, max_results as u64, steps)?;
-            if h.is_empty() {
-                continue;
-            }
+        for (run_id, h) in bulk_interval(&s.store, &run_ids, &key, steps, max_results)? {
             if first {
                 buf.extend_from_slice(b"\"metrics\":[");
             }
-            put_points(&mut buf, &h, Some(run_id), &mut first);
+            put_points(&mut buf, &h, Some(&run_id), &mut first);
         }
         if !first {
             buf.push(b']');
@@ -172,8 +166,27 @@ async fn get_history_bulk_interval(State(s): State<AppState>, f: Fields) -> ApiR
     Ok(json_response(body))
 }
 
+/// The sampled histories of `get-history-bulk-interval` (REST and GraphQL): up to `max_results`
+/// points of metric `key` per run, for each run in `run_ids` that has any, in that order.
+pub(crate) fn bulk_interval(
+    store: &Store,
+    run_ids: &[String],
+    key: &str,
+    steps: StepBounds,
+    max_results: i64,
+) -> ApiResult<Vec<(String, MetricHistory)>> {
+    let mut out = Vec::with_capacity(run_ids.len());
+    for run_id in run_ids {
+        let h = store.sampled_metric_history(run_id, key, max_results as u64, steps)?;
+        if !h.is_empty() {
+            out.push((run_id.clone(), h));
+        }
+    }
+    Ok(out)
+}
+
 /// The steps asked for, inclusive.
-type StepBounds = Option<(i64, i64)>;
+pub(crate) type StepBounds = Option<(i64, i64)>;
 
 /// The request of `metrics/get-history-bulk-interval`: run ids (sorted, distinct), metric key,
 /// step bounds, points per run.

@@ -6,6 +6,7 @@ pub(crate) mod decoders;
 mod deployments;
 mod experiments;
 mod gc;
+mod graphql;
 mod logged_models;
 mod metrics;
 mod misc;
@@ -70,6 +71,7 @@ pub(crate) fn all() -> Router<AppState> {
     let router = deployments::routes(router);
     let router = sql::routes(router);
     let router = gc::routes(router);
+    let router = graphql::routes(router);
     misc::routes(router)
 }
 

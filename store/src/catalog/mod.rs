@@ -314,24 +314,12 @@ impl Catalog {
             tags.push(Tag::new(strip(&k), utf8(&v)));
         }
         let metrics = self.latest_metrics(run_id)?;
-        let mut dataset_inputs = Vec::new();
-        for e in self.run_inputs.scan_prefix(&prefix) {
-            let (k, v) = e?;
-            let (exp, input_tags): (u64, Vec<Tag>) = dec(&v)?;
-            let ds_key = &k[prefix.len()..];
-            if let Some(ds) = self.datasets.get(&exp_key(exp, ds_key))? {
-                dataset_inputs.push(DatasetInput {
-                    tags: input_tags,
-                    dataset: dec(&ds)?,
-                });
-            }
-        }
         Ok(Some(Run {
             info,
             metrics,
             params,
             tags,
-            dataset_inputs,
+            dataset_inputs: self.run_dataset_inputs(run_id)?,
             model_inputs: self.models.run_model_inputs(run_id)?,
             model_outputs: self.models.run_model_outputs(run_id)?,
         }))
@@ -512,6 +500,25 @@ impl Catalog {
                 Ok((u64_value(Some(k)), run_id, key))
             })
             .collect()
+    }
+
+    /// The dataset inputs of run `run_id`, in (dataset name, digest) order; an input whose
+    /// dataset record is missing is left out.
+    pub(crate) fn run_dataset_inputs(&self, run_id: &str) -> Result<Vec<DatasetInput>> {
+        let prefix = run_prefix(run_id);
+        let mut out = Vec::new();
+        for e in self.run_inputs.scan_prefix(&prefix) {
+            let (k, v) = e?;
+            let (exp, input_tags): (u64, Vec<Tag>) = dec(&v)?;
+            let ds_key = &k[prefix.len()..];
+            if let Some(ds) = self.datasets.get(&exp_key(exp, ds_key))? {
+                out.push(DatasetInput {
+                    tags: input_tags,
+                    dataset: dec(&ds)?,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Every dataset of every experiment as `(experiment id, dataset)`, in (experiment, name,

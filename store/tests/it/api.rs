@@ -324,6 +324,58 @@ fn dataset_inputs_are_recorded_and_deduplicated_per_experiment() {
 }
 
 #[test]
+fn dataset_search_lists_distinct_uses_with_their_context() {
+    let (_d, s) = temp_store();
+    let exp = s.create_experiment("e", None, &[]).unwrap();
+    let run = |s: &Store| {
+        s.create_run(CreateRun {
+            experiment_id: Some(exp.clone()),
+            ..Default::default()
+        })
+        .unwrap()
+        .info
+        .run_id
+    };
+    let (a, b) = (run(&s), run(&s));
+    let input = |name: &str, context: Option<&str>| DatasetInput {
+        tags: context
+            .map(|c| vec![Tag::new(DATASET_CONTEXT_TAG, c)])
+            .unwrap_or_default(),
+        dataset: Dataset {
+            name: name.into(),
+            digest: "1".into(),
+            source_type: "local".into(),
+            source: "x".into(),
+            schema: None,
+            profile: None,
+        },
+    };
+    s.log_inputs(&a, &[input("train", Some("training")), input("raw", None)])
+        .unwrap();
+    // The same use again in another run is listed once; another context is another row.
+    s.log_inputs(
+        &b,
+        &[input("train", Some("training")), input("raw", Some("eval"))],
+    )
+    .unwrap();
+    let summary = |name: &str, context: Option<&str>| DatasetSummary {
+        experiment_id: exp.clone(),
+        name: name.into(),
+        digest: "1".into(),
+        context: context.map(Into::into),
+    };
+    assert_eq!(
+        s.search_datasets(&[exp.as_str(), "0", "99"]).unwrap(),
+        vec![
+            summary("raw", None),
+            summary("raw", Some("eval")),
+            summary("train", Some("training")),
+        ]
+    );
+    assert!(s.search_datasets(&["x"]).is_err());
+}
+
+#[test]
 fn second_process_open_is_refused_with_the_holder_pid() {
     let (dir, _s) = temp_store();
     // The lock is per open file description, so a second open in this process is refused too.
