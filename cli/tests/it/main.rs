@@ -12,6 +12,7 @@ mod parity;
 mod server;
 mod sql;
 mod sql_limits;
+mod studio;
 mod tracking;
 
 use std::net::TcpListener;
