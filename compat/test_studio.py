@@ -119,3 +119,12 @@ def test_bad_sql_shows_the_error_at_its_position(server, page):
     shot(pg, "error")
     # Console errors from the failed fetch (a 400) are expected; nothing else.
     assert [p for p in problems if "400" not in p] == []
+
+
+def test_the_grid_caps_what_it_loads(server, page):
+    pg, problems = page
+    pg.goto(f"{server}/studio/?q={quote('SELECT value FROM generate_series(1, 25000) AS t(value)')}")
+    expect(pg.locator("#status")).to_contain_text("10000 rows (showing the first 10000",
+                                                  timeout=15000)
+    expect(pg.locator("#page")).to_contain_text("page 1 of 100")
+    assert problems == []

@@ -123,7 +123,14 @@ async function run() {
     for (const b of document.querySelectorAll(".dl")) b.disabled = false;
   } catch (e) {
     setStatus(`failed after ${(performance.now() - t0).toFixed(0)} ms`);
-    showError(e.message, shift);
+    let message = e.message;
+    let at = shift;
+    if (shift) {
+      // The LIMIT wrapper can change a syntax error: plan the query as written (EXPLAIN runs nothing).
+      try { await post(`EXPLAIN\n${query}`, "application/json"); }
+      catch (plain) { message = plain.message; at = 1; }
+    }
+    showError(message, at);
   } finally {
     $("run").disabled = false;
   }
