@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
+import pyarrow.parquet as pq
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric
@@ -98,6 +99,11 @@ def test_a_shared_query_runs_and_pages(server, page):
     csv = Path(d.value.path()).read_text()
     assert csv.startswith("run_id,step,value\n")
     assert csv.count("\n") == RUNS * 250 + 1
+    with pg.expect_download() as d:
+        pg.click("button[data-format=parquet]")
+    table = pq.read_table(d.value.path())
+    assert table.num_rows == RUNS * 250
+    assert table.column_names == ["run_id", "step", "value"]
     with pg.expect_download() as d:
         pg.click("button[data-format=arrow]")
     arrow = Path(d.value.path()).read_bytes()

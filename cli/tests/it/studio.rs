@@ -102,3 +102,47 @@ fn the_sql_route_answers_csv_on_request() {
         .unwrap()
         .contains("Line: 1, Column: 1"));
 }
+
+#[test]
+fn the_sql_route_answers_parquet_on_request() {
+    let s = TestServer::start();
+    let parquet_of = |query: &str| {
+        let mut r = agent()
+            .post(&s.api("/api/2.0/quiver/sql"))
+            .header("Accept", "application/vnd.apache.parquet")
+            .content_type("application/json")
+            .send(json!({ "query": query }).to_string())
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/vnd.apache.parquet"
+        );
+        let bytes = r
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("result.parquet");
+        std::fs::write(&path, &bytes).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&path).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+        (
+            batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+            batches.first().map(|b| b.schema().field(0).name().clone()),
+        )
+    };
+    assert_eq!(
+        parquet_of("SELECT value AS n FROM generate_series(1, 100000) AS t(value)"),
+        (100_000, Some("n".to_string()))
+    );
+    // An empty result is still a Parquet file (with its schema, no rows).
+    assert_eq!(parquet_of("SELECT run_id FROM runs"), (0, None));
+}

@@ -138,6 +138,7 @@ async function run() {
 
 const FORMATS = {
   csv: { accept: "text/csv", ext: "csv" },
+  parquet: { accept: "application/vnd.apache.parquet", ext: "parquet" },
   arrow: { accept: "application/vnd.apache.arrow.stream", ext: "arrows" },
 };
 
