@@ -20,6 +20,7 @@ pub mod json;
 mod routes;
 pub mod security;
 pub mod serve;
+pub mod studio;
 pub mod ui;
 pub mod user;
 pub mod wire;

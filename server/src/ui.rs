@@ -135,16 +135,18 @@ code{background:#f3f3f3;padding:.1rem .3rem;border-radius:3px}</style></head>
 <p>To browse runs here with MLflow's web UI, install the <code>mlflow</code> package in the
 Python environment the server starts from (<code>pip install mlflow</code>) and restart it, or
 start it with <code>--ui-dir &lt;site-packages&gt;/mlflow/server/js/build</code>.</p>
+<p>To query the store with SQL in the browser, open <a href="studio/">Quiver Studio</a>.</p>
 </body></html>
 "#;
 
-/// The web UI's routes for the given bundle, or the page that says how to get one, to be
-/// merged into the API router.
+/// The web UI's routes for the given bundle, or the page that says how to get one, plus
+/// Quiver Studio ([`crate::studio`]), to be merged into the API router.
 pub fn routes<S: Clone + Send + Sync + 'static>(ui: Option<&MlflowUi>) -> Router<S> {
-    match ui {
+    let ui = match ui {
         Some(ui) => ui.routes(),
         None => Router::new().route("/", get(|| async { Html(NO_UI_PAGE) })),
-    }
+    };
+    ui.merge(crate::studio::routes())
 }
 
 #[cfg(test)]

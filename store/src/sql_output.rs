@@ -180,6 +180,36 @@ impl<W: Write + Send> ParquetEncoder<W> {
     }
 }
 
+/// The media type of a Parquet file, as `POST /api/2.0/quiver/sql` answers it on request.
+pub const PARQUET: &str = "application/vnd.apache.parquet";
+
+impl ParquetEncoder<Vec<u8>> {
+    /// Writes one batch and returns the bytes of the file written since the last call (often
+    /// none: rows are buffered into a row group). A row group is closed once its buffered data
+    /// passes `row_group_bytes`, so the memory held stays bounded whatever the result's size.
+    pub fn write_chunk(
+        &mut self,
+        batch: &RecordBatch,
+        row_group_bytes: usize,
+    ) -> Result<Vec<u8>, ArrowError> {
+        self.write(batch)?;
+        if self.writer.in_progress_size() >= row_group_bytes {
+            self.writer
+                .flush()
+                .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+        }
+        Ok(std::mem::take(self.writer.inner_mut()))
+    }
+
+    /// Writes what is buffered and the footer, and returns the rest of the file.
+    pub fn finish_chunk(&mut self) -> Result<Vec<u8>, ArrowError> {
+        self.writer
+            .finish()
+            .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+        Ok(std::mem::take(self.writer.inner_mut()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ mod parity;
 mod server;
 mod sql;
 mod sql_limits;
+mod studio;
 mod tracking;
 
 use std::net::TcpListener;

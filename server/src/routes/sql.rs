@@ -2,7 +2,9 @@
 //!
 //! Body `{"query": "SELECT ..."}`. Answers JSON, `{"columns": [{"name", "type"}], "rows":
 //! [{column: value}]}`, or an Arrow IPC stream when the request says
-//! `Accept: application/vnd.apache.arrow.stream`. Anything but a query is a 400.
+//! `Accept: application/vnd.apache.arrow.stream`, CSV with a header row when it says
+//! `Accept: text/csv`, or a Parquet file when it says `Accept: application/vnd.apache.parquet`
+//! (row groups of at most about 64 MiB of buffered data, written out as they close). Anything but a query is a 400.
 //!
 //! The result is streamed while the query runs ([`quiver_store::SqlStream`]), never gathered
 //! whole: the status is decided by the first batch (an error before it is an ordinary MLflow
@@ -20,11 +22,19 @@ use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
 use quiver_store::arrow::record_batch::RecordBatch;
-use quiver_store::sql_output::{ArrowIpcEncoder, JsonRowsEncoder, ARROW_STREAM};
+use quiver_store::sql_output::{
+    ArrowIpcEncoder, JsonRowsEncoder, ParquetEncoder, ARROW_STREAM, PARQUET,
+};
 use quiver_store::SqlStream;
 use serde_json::{json, Value};
 
 use crate::wire::Fields;
+
+/// The media type that asks for CSV.
+const CSV: &str = "text/csv";
+
+/// How much data a Parquet row group may buffer before it is written out.
+const ROW_GROUP_BYTES: usize = 64 << 20;
 use crate::{blocking, ApiError, ApiResult, AppState};
 
 /// Registers the SQL route under `/api/2.0/quiver/sql` and `/ajax-api/2.0/quiver/sql`.
@@ -36,21 +46,23 @@ pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
 
 async fn sql(State(s): State<AppState>, headers: HeaderMap, f: Fields) -> ApiResult<Response> {
     let query = f.req_str("query")?;
-    let wants_arrow = headers
+    let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains(ARROW_STREAM));
+        .unwrap_or("");
+    let wants_arrow = accept.contains(ARROW_STREAM);
+    let wants_csv = !wants_arrow && accept.contains(CSV);
+    let wants_parquet = !wants_arrow && !wants_csv && accept.contains(PARQUET);
     let mut stream = blocking(move || Ok(s.store.sql_stream(&query)?)).await?;
     let first = stream.next_batch().await.transpose()?;
-    let encoder = if wants_arrow {
-        Encoder::arrow(&stream)?
+    let (encoder, content_type) = if wants_arrow {
+        (Encoder::arrow(&stream)?, ARROW_STREAM)
+    } else if wants_parquet {
+        (Encoder::parquet(&stream)?, PARQUET)
+    } else if wants_csv {
+        (Encoder::csv(), "text/csv; charset=utf-8")
     } else {
-        Encoder::json(&stream)
-    };
-    let content_type = if wants_arrow {
-        ARROW_STREAM
-    } else {
-        "application/json"
+        (Encoder::json(&stream), "application/json")
     };
     let body = futures_util::stream::unfold(
         Some(ResultBody {
@@ -111,8 +123,12 @@ impl ResultBody {
     }
 }
 
-/// Writes the result as JSON rows or an Arrow IPC stream.
+/// Writes the result as JSON rows, CSV or an Arrow IPC stream.
 enum Encoder {
+    /// Parquet, `None` once finished.
+    Parquet(Option<ParquetEncoder<Vec<u8>>>),
+    /// CSV; the header row goes with the first batch (`header_done` false until then).
+    Csv { header_done: bool, done: bool },
     Json {
         head: Option<Vec<u8>>,
         rows: JsonRowsEncoder,
@@ -141,6 +157,19 @@ impl Encoder {
         }
     }
 
+    fn parquet(stream: &SqlStream) -> ApiResult<Encoder> {
+        let enc = ParquetEncoder::new(Vec::new(), stream.schema())
+            .map_err(|e| ApiError::internal(format!("encoding the result: {e}")))?;
+        Ok(Encoder::Parquet(Some(enc)))
+    }
+
+    fn csv() -> Encoder {
+        Encoder::Csv {
+            header_done: false,
+            done: false,
+        }
+    }
+
     fn arrow(stream: &SqlStream) -> ApiResult<Encoder> {
         let (ipc, head) = ArrowIpcEncoder::new(&stream.schema())
             .map_err(|e| ApiError::internal(format!("encoding the result: {e}")))?;
@@ -156,6 +185,7 @@ impl Encoder {
             Encoder::Json { head, .. } | Encoder::Arrow { head, .. } => {
                 head.take().unwrap_or_default()
             }
+            Encoder::Csv { .. } | Encoder::Parquet(_) => Vec::new(),
         }
     }
 
@@ -163,6 +193,15 @@ impl Encoder {
         match self {
             Encoder::Json { rows, .. } => rows.rows(batch),
             Encoder::Arrow { ipc, .. } => ipc.batch(batch),
+            Encoder::Parquet(Some(enc)) => enc.write_chunk(batch, ROW_GROUP_BYTES),
+            Encoder::Parquet(None) => Ok(Vec::new()),
+            Encoder::Csv { header_done, .. } => {
+                let mut w = quiver_store::arrow::csv::WriterBuilder::new()
+                    .with_header(!*header_done)
+                    .build(Vec::new());
+                *header_done = true;
+                w.write(batch).map(|()| w.into_inner())
+            }
         }
         .map_err(|e| format!("encoding the result: {e}"))
     }
@@ -170,7 +209,24 @@ impl Encoder {
     /// What closes the answer, once (`]}`, the end-of-stream marker).
     fn tail(&mut self) -> Result<Option<Vec<u8>>, String> {
         match self {
-            Encoder::Json { done, .. } | Encoder::Arrow { done, .. } if *done => Ok(None),
+            Encoder::Json { done, .. }
+            | Encoder::Arrow { done, .. }
+            | Encoder::Csv { done, .. }
+                if *done =>
+            {
+                Ok(None)
+            }
+            Encoder::Csv { done, .. } => {
+                *done = true;
+                Ok(None)
+            }
+            Encoder::Parquet(enc) => match enc.take() {
+                Some(mut enc) => enc
+                    .finish_chunk()
+                    .map(Some)
+                    .map_err(|e| format!("encoding the result: {e}")),
+                None => Ok(None),
+            },
             Encoder::Json { done, .. } => {
                 *done = true;
                 Ok(Some(b"]}".to_vec()))
