@@ -365,14 +365,15 @@ fn dataset_search_lists_distinct_uses_with_their_context() {
         context: context.map(Into::into),
     };
     assert_eq!(
-        s.search_datasets(&[exp.as_str(), "0", "99"]).unwrap(),
+        s.search_datasets(&[exp.clone(), "0".into(), "99".into()])
+            .unwrap(),
         vec![
             summary("raw", None),
             summary("raw", Some("eval")),
             summary("train", Some("training")),
         ]
     );
-    assert!(s.search_datasets(&["x"]).is_err());
+    assert!(s.search_datasets(&["x".into()]).is_err());
 }
 
 #[test]
