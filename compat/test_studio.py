@@ -6,7 +6,6 @@ CSV and Arrow downloads must arrive. Fails on any browser console error and on a
 Screenshots go to `$QUIVER_UI_SCREENSHOTS` when set.
 """
 
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -17,27 +16,15 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 from playwright.sync_api import expect, sync_playwright
+from browser import launch, screenshot
 from quiver_process import start_server, stop_server
 
-CHROMIUM = os.environ.get("QUIVER_CHROMIUM", "/usr/bin/chromium")
-SHOTS = os.environ.get("QUIVER_UI_SCREENSHOTS")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 RUNS = 5
 
 
 @pytest.fixture(scope="module")
 def server():
     """A quiver server (without the MLflow UI) with RUNS runs, each with 250 `loss` points."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}")
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_server(Path(tmp) / "store")
         try:
@@ -58,7 +45,7 @@ def server():
 @pytest.fixture()
 def page(server):
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch(p)
         context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
         pg = context.new_page()
         problems = []
@@ -71,9 +58,7 @@ def page(server):
 
 
 def shot(pg, name):
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        pg.screenshot(path=str(Path(SHOTS) / f"studio-{name}.png"), full_page=True)
+    screenshot(pg, f"studio-{name}")
 
 
 def test_a_shared_query_runs_and_pages(server, page):

@@ -33,23 +33,12 @@ from mlflow.pyfunc import PythonModel
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect, sync_playwright
+from browser import launch, screenshot
 from quiver_process import start_server, stop_server
 
-CHROMIUM = os.environ.get("QUIVER_CHROMIUM", "/usr/bin/chromium")
-SHOTS = os.environ.get("QUIVER_UI_SCREENSHOTS")
 FULL = os.environ.get("QUIVER_UI_FULL") == "1"
 RUNS = 1000 if FULL else 20
 STEPS = 10_000 if FULL else 1_000
-# The flags the machines' Chromium needs as root on a closed network (see the env notes).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Endpoints Quiver does not serve (README), as `mlflow server` without its extras does not:
 # MLflow's GenAI features, and the accounts of its basic-auth app (`users/current`), which
 # `mlflow server` also answers 404 without `--app-name basic-auth`.
@@ -64,9 +53,6 @@ IMAGE = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (64, 1))[:, :, None].repea
 def ui():
     """A quiver server serving the MLflow UI of this venv's mlflow package, with data logged:
     returns a dict of the server URL and the ids the pages need."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium package "
-                    "(.ci/run does), or set QUIVER_CHROMIUM")
     with tempfile.TemporaryDirectory() as tmp:
         server, url = start_server(Path(tmp) / "store", "--python", sys.executable)
         try:
@@ -108,7 +94,7 @@ def log_data(client):
     client.log_image(rich, IMAGE, "plots/gradient.png")
     for rid in long_runs[1:]:
         client.set_terminated(rid)
-    return {"experiment_id": exp, "runs": long_runs, "model_id": log_model(client, rich)}
+    return {"experiment_id": exp, "runs": long_runs, "model_id": log_model(client, exp, rich)}
 
 
 class Scaler(PythonModel):
@@ -118,12 +104,17 @@ class Scaler(PythonModel):
         return model_input * 2
 
 
-def log_model(client, run_id):
+def log_model(client, experiment_id, run_id):
     """Logs a Scaler as logged model "wine-model" of run `run_id`, registered as version 1 of
-    "wine-classifier"; returns the model id."""
-    previous = mlflow.get_tracking_uri()
+    "wine-classifier"; returns the model id. The fluent API is pointed at this test's server and
+    experiment for the call and given back as it was (conftest's experiment is on another
+    server)."""
+    from mlflow.tracking import fluent
+
+    previous = (mlflow.get_tracking_uri(), fluent._active_experiment_id)
     mlflow.set_tracking_uri(client.tracking_uri)
     try:
+        mlflow.set_experiment(experiment_id=experiment_id)
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
                 name="wine-model", python_model=Scaler(),
@@ -131,7 +122,8 @@ def log_model(client, run_id):
                 # An explicit list skips the client's requirement inference (a subprocess).
                 pip_requirements=["pandas"])
     finally:
-        mlflow.set_tracking_uri(previous)
+        mlflow.set_tracking_uri(previous[0])
+        fluent._active_experiment_id = previous[1]
     return info.model_id
 
 
@@ -180,9 +172,7 @@ class Watched:
         recorded. The UI polls (run lists refresh), so the network never goes idle: the
         requests the page made get a moment to answer before they are judged."""
         self.page.wait_for_timeout(1500)
-        if SHOTS:
-            Path(SHOTS).mkdir(parents=True, exist_ok=True)
-            self.page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+        screenshot(self.page, name)
         problems = list(problems) + self.problems
         assert not problems, f"{name}:\n" + "\n".join(problems)
 
@@ -190,7 +180,7 @@ class Watched:
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        b = launch(p)
         yield b
         b.close()
 

@@ -113,6 +113,31 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
+/// `pip install [extra] -r requirements` into `venv`; panics with pip's status on failure.
+fn pip_install(venv: &Path, extra: &[&str], requirements: &Path) {
+    let mut install = Command::new(venv.join("bin").join("python"));
+    install
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(extra)
+        .arg("-r")
+        .arg(requirements)
+        .env("PIP_NO_INPUT", "1");
+    let status = run_streaming(install, "pip install", INSTALL_TIMEOUT);
+    assert!(
+        status.success(),
+        "`pip install {} -r {}` into {} failed ({status}); it needs PyPI to be reachable",
+        extra.join(" "),
+        requirements.display(),
+        venv.display()
+    );
+}
+
 /// Creates the venv and installs `compat/requirements.txt` into it, unless an earlier run
 /// finished doing so. Returns the venv's directory.
 fn ensure_venv(root: &Path) -> PathBuf {
@@ -149,46 +174,9 @@ fn ensure_venv(root: &Path) -> PathBuf {
         "`python3 -m venv {}` failed ({status}); on Debian/Ubuntu install the python3-venv package",
         venv.display()
     );
-    let mut install = Command::new(venv.join("bin").join("python"));
-    install
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-        ])
-        .arg(&req_path)
-        .env("PIP_NO_INPUT", "1");
-    let status = run_streaming(install, "pip install", INSTALL_TIMEOUT);
-    assert!(
-        status.success(),
-        "`pip install -r {}` into {} failed ({status}); it needs PyPI to be reachable",
-        req_path.display(),
-        venv.display()
-    );
+    pip_install(&venv, &[], &req_path);
     // Without dependencies: see the file's header.
-    let mut install = Command::new(venv.join("bin").join("python"));
-    install
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-deps",
-            "-r",
-        ])
-        .arg(&ui_req_path)
-        .env("PIP_NO_INPUT", "1");
-    let status = run_streaming(install, "pip install --no-deps", INSTALL_TIMEOUT);
-    assert!(
-        status.success(),
-        "`pip install --no-deps -r {}` into {} failed ({status})",
-        ui_req_path.display(),
-        venv.display()
-    );
+    pip_install(&venv, &["--no-deps"], &ui_req_path);
     std::fs::write(&marker, &requirements)
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", marker.display()));
     println!(
