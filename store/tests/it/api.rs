@@ -2,7 +2,7 @@
 
 use quiver_store::*;
 
-use crate::{new_run, temp_store};
+use crate::{new_run, new_run_in, temp_store};
 
 #[test]
 fn default_experiment_exists_and_names_are_unique_including_deleted() {
@@ -327,16 +327,7 @@ fn dataset_inputs_are_recorded_and_deduplicated_per_experiment() {
 fn dataset_search_lists_distinct_uses_with_their_context() {
     let (_d, s) = temp_store();
     let exp = s.create_experiment("e", None, &[]).unwrap();
-    let run = |s: &Store| {
-        s.create_run(CreateRun {
-            experiment_id: Some(exp.clone()),
-            ..Default::default()
-        })
-        .unwrap()
-        .info
-        .run_id
-    };
-    let (a, b) = (run(&s), run(&s));
+    let (a, b) = (new_run_in(&s, &exp), new_run_in(&s, &exp));
     let input = |name: &str, context: Option<&str>| DatasetInput {
         tags: context
             .map(|c| vec![Tag::new(DATASET_CONTEXT_TAG, c)])
@@ -391,16 +382,7 @@ fn second_process_open_is_refused_with_the_holder_pid() {
 fn restoring_an_experiment_brings_back_only_the_runs_deleted_with_it() {
     let (_d, s) = temp_store();
     let exp = s.create_experiment("e", None, &[]).unwrap();
-    let new = |s: &Store| {
-        s.create_run(CreateRun {
-            experiment_id: Some(exp.clone()),
-            ..Default::default()
-        })
-        .unwrap()
-        .info
-        .run_id
-    };
-    let (kept, alone) = (new(&s), new(&s));
+    let (kept, alone) = (new_run_in(&s, &exp), new_run_in(&s, &exp));
     s.delete_run(&alone).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(5));
     s.delete_experiment(&exp).unwrap();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use quiver_store::*;
 
-use crate::manual_options;
+use crate::{manual_options, new_run_in};
 
 fn open(dir: &std::path::Path, faults: &Arc<FaultInjection>) -> Store {
     Store::open_with(
@@ -69,16 +69,6 @@ fn setup(s: &Store) -> (String, String) {
     let exp = s.create_experiment("faults", None, &[]).unwrap();
     let run = new_run_in(s, &exp);
     (exp, run)
-}
-
-fn new_run_in(s: &Store, exp: &str) -> String {
-    s.create_run(CreateRun {
-        experiment_id: Some(exp.to_string()),
-        ..Default::default()
-    })
-    .unwrap()
-    .info
-    .run_id
 }
 
 /// The store in `dir` as a crash leaves it: the running store is abandoned (never closed) and its

@@ -32,6 +32,17 @@ pub fn temp_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// A new run in experiment `exp`; returns its id.
+pub fn new_run_in(s: &Store, exp: &str) -> String {
+    s.create_run(CreateRun {
+        experiment_id: Some(exp.to_string()),
+        ..Default::default()
+    })
+    .unwrap()
+    .info
+    .run_id
+}
+
 /// A new run in the Default experiment; returns its id.
 pub fn new_run(store: &Store) -> String {
     store.create_run(CreateRun::default()).unwrap().info.run_id
