@@ -146,3 +146,65 @@ fn the_sql_route_answers_parquet_on_request() {
     // An empty result is still a Parquet file (with its schema, no rows).
     assert_eq!(parquet_of("SELECT run_id FROM runs"), (0, None));
 }
+
+#[test]
+fn sampled_series_are_columns_of_the_bulk_interval_sample() {
+    let s = TestServer::start();
+    let (_, exp) = s.post_json(
+        "/api/2.0/mlflow/experiments/create",
+        &json!({"name": "charts"}),
+    );
+    let exp = exp["experiment_id"].as_str().unwrap().to_string();
+    let new_run = |n: i64| {
+        let (_, r) = s.post_json(
+            "/api/2.0/mlflow/runs/create",
+            &json!({"experiment_id": exp, "start_time": 1}),
+        );
+        let id = r["run"]["info"]["run_id"].as_str().unwrap().to_string();
+        let metrics: Vec<_> = (0..n)
+            .map(|i| {
+                let value = if i == 1 { json!("NaN") } else { json!(i as f64 / 2.0) };
+                json!({"key": "m", "value": value, "timestamp": 1000 + i, "step": i})
+            })
+            .collect();
+        let (status, body) = s.post_json(
+            "/api/2.0/mlflow/runs/log-batch",
+            &json!({"run_id": id, "metrics": metrics}),
+        );
+        assert_eq!(status, 200, "{body}");
+        id
+    };
+    let a = new_run(10);
+    let b = new_run(3);
+    let (status, body) = s.get_json(&format!(
+        "/api/2.0/quiver/metrics/sampled?run_ids={a}&run_ids={b}&metric_key=m&max_results=5"
+    ));
+    assert_eq!(status, 200, "{body}");
+    let series = body["series"].as_array().unwrap();
+    assert_eq!(body["key"], "m");
+    let of = |id: &str| series.iter().find(|x| x["run_id"] == id).unwrap().clone();
+    // The same points as get-history-bulk-interval picks; NaN is null (a gap in the chart).
+    assert_eq!(of(&a)["steps"], json!([0, 2, 4, 6, 9]));
+    assert_eq!(of(&a)["values"], json!([0.0, 1.0, 2.0, 3.0, 4.5]));
+    assert_eq!(of(&b)["steps"], json!([0, 1, 2]));
+    assert_eq!(of(&b)["values"], json!([0.0, null, 1.0]));
+
+    // A step range, from the ajax prefix the page uses.
+    let (_, body) = s.get_json(&format!(
+        "/ajax-api/2.0/quiver/metrics/sampled?run_ids={a}&metric_key=m&start_step=3&end_step=5"
+    ));
+    assert_eq!(body["series"][0]["steps"], json!([3, 4, 5]));
+    // A metric no run has: no series.
+    let (_, body) = s.get_json(&format!(
+        "/api/2.0/quiver/metrics/sampled?run_ids={a}&metric_key=none"
+    ));
+    assert_eq!(body, json!({"key": "none", "series": []}));
+    // Bad requests are MLflow errors.
+    let (status, body) = s.get_json(&format!(
+        "/api/2.0/quiver/metrics/sampled?run_ids={a}&metric_key=m&max_results=0"
+    ));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error_code"], "INVALID_PARAMETER_VALUE");
+    let (status, _) = s.get_json("/api/2.0/quiver/metrics/sampled?metric_key=m");
+    assert_eq!(status, 400);
+}
