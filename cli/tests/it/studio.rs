@@ -46,12 +46,25 @@ fn studio_serves_its_page_and_every_asset_it_references() {
     let (status, ct, html) = get(&s, "/studio");
     assert_eq!((status, ct.as_str()), (200, "text/html; charset=utf-8"));
     assert!(html.contains("Quiver Studio"));
-    let mut assets: Vec<&str> = attr_values(&html, "src");
-    assets.extend(attr_values(&html, "href"));
-    assets.retain(|a| !a.starts_with("data:"));
+    let mut assets: Vec<String> = attr_values(&html, "src")
+        .into_iter()
+        .chain(attr_values(&html, "href"))
+        .filter(|a| !a.starts_with("data:") && !a.starts_with('#'))
+        .map(String::from)
+        .collect();
     assert!(assets.len() >= 2, "{assets:?}");
-    for asset in assets {
+    let mut seen = std::collections::HashSet::new();
+    while let Some(asset) = assets.pop() {
+        if !seen.insert(asset.clone()) {
+            continue;
+        }
         let (status, ct, body) = get(&s, &format!("/studio/{asset}"));
+        // The modules a module imports (`from "./x.js"`) are assets too.
+        assets.extend(
+            body.match_indices("from \"./")
+                .map(|(i, m)| &body[i + m.len()..])
+                .map(|rest| rest[..rest.find('"').unwrap()].to_string()),
+        );
         assert_eq!(status, 200, "{asset}");
         assert!(!body.is_empty(), "{asset}");
         let want = match asset.rsplit('.').next() {
@@ -61,6 +74,7 @@ fn studio_serves_its_page_and_every_asset_it_references() {
         };
         assert_eq!(ct, want, "{asset}");
     }
+    assert!(seen.len() >= 6, "{seen:?}");
 
     // Without an MLflow UI bundle, / links to Studio.
     let (_, _, root) = get(&s, "/");
@@ -163,7 +177,11 @@ fn sampled_series_are_columns_of_the_bulk_interval_sample() {
         let id = r["run"]["info"]["run_id"].as_str().unwrap().to_string();
         let metrics: Vec<_> = (0..n)
             .map(|i| {
-                let value = if i == 1 { json!("NaN") } else { json!(i as f64 / 2.0) };
+                let value = if i == 1 {
+                    json!("NaN")
+                } else {
+                    json!(i as f64 / 2.0)
+                };
                 json!({"key": "m", "value": value, "timestamp": 1000 + i, "step": i})
             })
             .collect();

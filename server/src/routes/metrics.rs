@@ -12,8 +12,8 @@ use axum::routing::get;
 use axum::Router;
 use quiver_store::{MetricHistory, Store};
 
-use super::{mlflow, quiver};
 use super::runs::search::invalid_max_results;
+use super::{mlflow, quiver};
 use crate::error::{ApiError, ApiResult};
 use crate::json::{json_response, put, put_double};
 use crate::wire::Fields;

@@ -1,41 +1,30 @@
-// Quiver Studio: a SQL console over POST /api/2.0/quiver/sql. No dependencies, no build step.
+// Quiver Studio: a SQL console over POST /api/2.0/quiver/sql whose results show as a table or a
+// chart, and the compare view (compare.js). No dependencies, no build step.
 
-const API = "api/2.0/quiver/sql";
+import { postSql as post, timing } from "./api.js";
+import { QueryChart } from "./sqlchart.js";
+import { initCompare, showCompare } from "./compare.js";
+
 const ROW_CAP = 10000; // rows fetched for the grid; downloads are not capped
+const CHART_CAP = 200000; // rows fetched for a chart
 const PAGE = 100;
 
 const $ = (id) => document.getElementById(id);
 const editor = $("editor");
-const base = new URL("..", new URL("./", location.href)); // the server root, from /studio/
 
 let rows = [];
 let columns = [];
+let truncated = false;
 let page = 0;
 let lastQuery = "";
-
-/** POST a query; resolves to the Response, throws an Error carrying the server's message. */
-async function post(query, accept) {
-  const res = await fetch(new URL(API, base), {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Accept: accept },
-    body: JSON.stringify({ query }),
-  });
-  if (!res.ok) {
-    let message = `HTTP ${res.status}`;
-    try {
-      const body = await res.json();
-      message = body.message || message;
-    } catch (_) { /* not JSON */ }
-    throw new Error(message);
-  }
-  return res;
-}
+let asChart = false;
+const chart = new QueryChart();
 
 /** Wrap a SELECT/WITH in a LIMIT so the grid never loads an unbounded result. */
-function capped(query) {
+function capped(query, cap = ROW_CAP) {
   const q = query.trim().replace(/;\s*$/, "");
   if (/^(select|with)\b/i.test(q) && !q.includes(";")) {
-    return { sql: `SELECT * FROM (\n${q}\n) AS studio_q LIMIT ${ROW_CAP + 1}`, shift: 1 };
+    return { sql: `SELECT * FROM (\n${q}\n) AS studio_q LIMIT ${cap + 1}`, shift: 1 };
   }
   return { sql: q, shift: 0 };
 }
@@ -90,7 +79,7 @@ function render() {
     }
   }
   const pages = Math.max(1, Math.ceil(rows.length / PAGE));
-  $("pager").hidden = rows.length <= PAGE;
+  $("pager").hidden = asChart || rows.length <= PAGE;
   $("page").textContent = `page ${page + 1} of ${pages}`;
   $("prev").disabled = page === 0;
   $("next").disabled = page >= pages - 1;
@@ -99,7 +88,7 @@ function render() {
 async function run() {
   const query = editor.value.trim();
   if (!query) return;
-  history.replaceState(null, "", "#q=" + encodeURIComponent(query));
+  saveUrl(query);
   $("error").hidden = true;
   $("run").disabled = true;
   setStatus("running…");
@@ -112,13 +101,15 @@ async function run() {
     columns = body.columns;
     rows = body.rows;
     let note = "";
-    if (rows.length > ROW_CAP) {
+    truncated = rows.length > ROW_CAP;
+    if (truncated) {
       rows = rows.slice(0, ROW_CAP);
       note = ` (showing the first ${ROW_CAP}; download for all)`;
     }
     page = 0;
     lastQuery = query;
     render();
+    if (asChart) await drawChart(urlAxes());
     setStatus(`${rows.length} row${rows.length === 1 ? "" : "s"}${note} in ${ms.toFixed(0)} ms`);
     for (const b of document.querySelectorAll(".dl")) b.disabled = false;
   } catch (e) {
@@ -134,6 +125,58 @@ async function run() {
   } finally {
     $("run").disabled = false;
   }
+}
+
+/** The chart's columns from the URL (`&chart=x,y,series`): undefined without `chart=`, null
+ * when it names none. */
+function urlAxes() {
+  const m = /(?:^|&)chart=([^&]*)/.exec(location.hash.slice(1));
+  if (!m) return undefined;
+  if (!m[1]) return null; // a chart of the default columns
+  const [x, y, series = ""] = decodeURIComponent(m[1]).split(",");
+  return { x, y, series };
+}
+
+/** Puts the query, and the chart's columns when the result is a chart, in the URL. */
+function saveUrl(query = editor.value.trim()) {
+  let h = "#q=" + encodeURIComponent(query);
+  if (asChart && chart.rows.length) {
+    const a = chart.axes();
+    h += "&chart=" + encodeURIComponent([a.x, a.y, a.series].join(","));
+  } else if (asChart) h += "&chart=";
+  history.replaceState(null, "", h);
+}
+
+/** Draws the last result as a chart, fetching up to CHART_CAP rows when the grid has fewer. */
+async function drawChart(axes) {
+  const t0 = performance.now();
+  let data = rows, note = "";
+  if (truncated) {
+    setStatus("fetching rows for the chart…");
+    const { sql } = capped(lastQuery, CHART_CAP);
+    data = (await (await post(sql, "application/json")).json()).rows;
+    if (data.length > CHART_CAP) {
+      data = data.slice(0, CHART_CAP);
+      note = `the first ${CHART_CAP.toLocaleString("en")} rows: aggregate or sample in SQL for more`;
+    }
+    setStatus(`${data.length} rows for the chart`);
+  }
+  chart.show(columns, data, axes, note);
+  saveUrl(lastQuery);
+  timing("sql-chart-drawn", performance.now() - t0);
+}
+
+async function showAs(chartMode) {
+  asChart = chartMode;
+  $("as-table").classList.toggle("on", !chartMode);
+  $("as-chart").classList.toggle("on", chartMode);
+  $("grid").hidden = chartMode;
+  $("sql-chart").hidden = !chartMode;
+  $("chart-controls").hidden = !chartMode;
+  $("pager").hidden = chartMode || rows.length <= PAGE;
+  if (chartMode && columns.length) {
+    try { await drawChart(urlAxes()); } catch (e) { showError(e.message, 0); }
+  } else saveUrl(lastQuery || editor.value.trim());
 }
 
 const FORMATS = {
@@ -227,12 +270,33 @@ $("run").addEventListener("click", run);
 $("prev").addEventListener("click", () => { page--; render(); });
 $("next").addEventListener("click", () => { page++; render(); });
 for (const b of document.querySelectorAll(".dl")) b.addEventListener("click", () => download(b.dataset.format));
-window.addEventListener("hashchange", () => {
-  const q = queryFromUrl();
-  if (q && q.trim() !== editor.value.trim()) { editor.value = q; run(); }
-});
+$("as-table").addEventListener("click", () => showAs(false));
+$("as-chart").addEventListener("click", () => showAs(true));
+chart.onChange = () => saveUrl(lastQuery);
+initCompare();
 
-loadTables();
-const initial = queryFromUrl();
-if (initial) { editor.value = initial; run(); }
-else editor.value = "SELECT * FROM runs LIMIT 100";
+/** Shows the view the URL names: #compare… or the SQL console (#q=…). */
+function route() {
+  const compare = location.hash.startsWith("#compare");
+  $("sql-view").hidden = compare;
+  $("compare-view").hidden = !compare;
+  $("to-sql").classList.toggle("on", !compare);
+  $("to-compare").classList.toggle("on", compare);
+  document.title = compare ? "Quiver Studio · Compare runs" : "Quiver Studio · SQL";
+  if (compare) { showCompare(); return; }
+  if (!tablesLoaded) { tablesLoaded = true; loadTables(); }
+  const q = queryFromUrl();
+  const wantChart = urlAxes() !== undefined;
+  if (wantChart !== asChart) showAs(wantChart);
+  if (q && (q.trim() !== editor.value.trim() || !lastQuery)) { editor.value = q; run(); }
+  else if (!editor.value) editor.value = "SELECT * FROM runs LIMIT 100";
+}
+
+let tablesLoaded = false;
+window.addEventListener("hashchange", route);
+$("to-sql").addEventListener("click", (e) => {
+  e.preventDefault();
+  history.pushState(null, "", lastQuery ? "#q=" + encodeURIComponent(lastQuery) : "#sql");
+  route();
+});
+route();
