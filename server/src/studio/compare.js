@@ -37,9 +37,11 @@ async function loadRuns(p) {
   if (p.runs) {
     const ids = p.runs.split(",").filter(Boolean).slice(0, 1000);
     const list = ids.map(literal).join(",");
-    const rows = await sqlRows(`SELECT run_id, run_name FROM runs WHERE run_id IN (${list})`);
+    const [rows, keys] = await Promise.all([
+      sqlRows(`SELECT run_id, run_name FROM runs WHERE run_id IN (${list})`),
+      sqlRows(`SELECT DISTINCT key FROM latest_metrics WHERE run_id IN (${list}) ORDER BY key`),
+    ]);
     const name = new Map(rows.map((r) => [r.run_id, r.run_name]));
-    const keys = await sqlRows(`SELECT DISTINCT key FROM latest_metrics WHERE run_id IN (${list}) ORDER BY key`);
     return { runs: ids.filter((id) => name.has(id)).map((id) => ({ id, name: name.get(id) || id })), keys: keys.map((k) => k.key) };
   }
   if (!p.experiment) return { runs: [], keys: [] };
@@ -152,7 +154,7 @@ export async function showCompare() {
   $("cmp-log").checked = p.log === "1";
   const grid = $("cmp-charts");
   try {
-    await loadExperiments(p.experiment);
+    loadExperiments(p.experiment).catch(fail); // off the path to the first draw
     status("loading runs…");
     const found = await loadRuns(p);
     if (gen !== generation) return;

@@ -5,17 +5,18 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Object, ServerError};
-use quiver_store::{Run, Store};
+use async_graphql::{ComplexObject, Context, Object, ServerError};
+use quiver_store::{LoggedModel, Run, Store};
 
 use super::inputs::{
     GetExperimentInput, GetMetricHistoryBulkIntervalInput, GetRunInput, ListArtifactsInput,
     SearchDatasetsInput, SearchModelVersionsInput, SearchRunsInput,
 };
 use super::types::{
-    finite, ApiErrorObject, DatasetInputObject, DatasetSummaryObject, ExperimentObject, FileInfo,
-    LongString, MetricObject, MetricWithRunId, ModelInput, ModelOutputObject, ModelVersionObject,
-    RunData, RunInfoObject, RunInputs, RunOutputs, Test, TestMutation,
+    finite, ApiErrorObject, DatasetInputObject, DatasetSummaryObject, DeploymentJobStateObject,
+    ExperimentObject, FileInfo, LongString, MetricObject, MetricWithRunId, ModelInput,
+    ModelMetricObject, ModelOutputObject, ModelParamObject, ModelVersionObject, RunData,
+    RunInfoObject, RunInputs, RunOutputs, Test, TestMutation,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::routes::registry::versions;
@@ -53,6 +54,55 @@ fn versions_of_run(store: &Store, run_id: &str) -> ApiResult<Vec<ModelVersionObj
     let req = versions::search_request(&Fields::from_map(filter))?;
     let page = store.search_model_versions(&req)?;
     Ok(page.model_versions.iter().map(Into::into).collect())
+}
+
+/// The fields of a model version that come from elsewhere: the params and metrics of the
+/// logged model it registers (none without one), and its deployment job (never any).
+#[ComplexObject]
+impl ModelVersionObject {
+    async fn model_params(&self, ctx: &Context<'_>) -> Option<Vec<ModelParamObject>> {
+        let id = self.model_id.clone();
+        with_store(ctx, move |s| {
+            Ok(registered_logged_model(s, &id)?
+                .map(|m| m.params.iter().map(Into::into).collect())
+                .unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn model_metrics(&self, ctx: &Context<'_>) -> Option<Vec<ModelMetricObject>> {
+        let id = self.model_id.clone();
+        with_store(ctx, move |s| {
+            Ok(registered_logged_model(s, &id)?
+                .map(|m| {
+                    m.metrics
+                        .iter()
+                        .map(|mm| ModelMetricObject {
+                            metric: MetricObject::new(&mm.metric, &mm.run_id),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn deployment_job_state(&self) -> Option<DeploymentJobStateObject> {
+        None
+    }
+}
+
+/// The logged model `model_id` names, if any and if it still exists (a version outlives a
+/// deleted logged model).
+fn registered_logged_model(store: &Store, model_id: &str) -> ApiResult<Option<LoggedModel>> {
+    if model_id.is_empty() {
+        return Ok(None);
+    }
+    match store.get_logged_model(model_id) {
+        Ok(m) => Ok(Some(m)),
+        Err(quiver_store::Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A run (`MlflowRunExtension`): MLflow's run with its experiment and model versions.

@@ -142,3 +142,55 @@ async fn echo_and_searches() {
         json!({"runs": [{"info": {"runId": a}}], "nextPageToken": ""})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_has_the_params_and_metrics_of_its_logged_model() {
+    let (_dir, store) = store();
+    let run_id = store.create_run(CreateRun::default()).unwrap().info.run_id;
+    let model = store
+        .create_logged_model(&quiver_store::CreateLoggedModel {
+            experiment_id: "0".into(),
+            source_run_id: Some(run_id.clone()),
+            params: vec![quiver_store::Param::new("alpha", "0.5")],
+            ..Default::default()
+        })
+        .unwrap();
+    let mut point = Metric::new("rmse", 0.25, 7, 2);
+    point.model_id = Some(model.model_id.clone());
+    store.log_batch(&run_id, &[point], &[], &[]).unwrap();
+    store.create_registered_model("m", &[], None, "u").unwrap();
+    for model_id in [Some(model.model_id.clone()), None] {
+        let req = quiver_store::CreateModelVersion {
+            name: "m".into(),
+            source: "models:/x".into(),
+            model_id,
+            ..Default::default()
+        };
+        store.create_model_version(&req, "u").unwrap();
+    }
+    let q = r#"{ mlflowSearchModelVersions(input: {filter: "name = 'm'", orderBy: ["version_number ASC"]}) {
+        modelVersions {
+            version
+            modelParams { name value }
+            modelMetrics { key value step timestamp modelId runId datasetName }
+            deploymentJobState { jobId jobState runState currentTaskName }
+        }
+    } }"#;
+    let answer = run(&store, q, Value::Null).await;
+    assert_eq!(answer["errors"], Value::Null, "{answer}");
+    let versions = &answer["data"]["mlflowSearchModelVersions"]["modelVersions"];
+    assert_eq!(
+        versions[0],
+        json!({
+            "version": "1",
+            "modelParams": [{"name": "alpha", "value": "0.5"}],
+            "modelMetrics": [{"key": "rmse", "value": 0.25, "step": "2", "timestamp": "7",
+                              "modelId": model.model_id, "runId": run_id, "datasetName": ""}],
+            "deploymentJobState": null,
+        })
+    );
+    assert_eq!(
+        versions[1],
+        json!({"version": "2", "modelParams": [], "modelMetrics": [], "deploymentJobState": null})
+    );
+}

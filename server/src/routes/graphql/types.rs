@@ -389,9 +389,10 @@ impl From<&Experiment> for ExperimentObject {
     }
 }
 
-/// A registered model's version (`MlflowModelVersion`).
+/// A registered model's version (`MlflowModelVersion`). Its `modelParams`, `modelMetrics` and
+/// `deploymentJobState` are resolved on demand (`resolvers.rs`).
 #[derive(Debug, Clone, SimpleObject)]
-#[graphql(name = "MlflowModelVersion")]
+#[graphql(name = "MlflowModelVersion", complex)]
 pub(crate) struct ModelVersionObject {
     /// The registered model.
     pub(crate) name: String,
@@ -445,6 +446,96 @@ impl From<&ModelVersion> for ModelVersionObject {
             model_id: v.model_id.clone(),
         }
     }
+}
+
+/// A param of the logged model a version registers (`MlflowModelParam`).
+#[derive(Debug, Clone, SimpleObject)]
+#[graphql(name = "MlflowModelParam")]
+pub(crate) struct ModelParamObject {
+    /// The param's name.
+    pub(crate) name: String,
+    /// Its value.
+    pub(crate) value: String,
+}
+
+impl From<&Param> for ModelParamObject {
+    fn from(p: &Param) -> Self {
+        ModelParamObject {
+            name: p.key.clone(),
+            value: p.value.clone(),
+        }
+    }
+}
+
+/// A metric of the logged model a version registers (`MlflowModelMetric`): the fields of a
+/// run's metric.
+#[derive(Debug, Clone, SimpleObject)]
+#[graphql(name = "MlflowModelMetric")]
+pub(crate) struct ModelMetricObject {
+    /// The point.
+    #[graphql(flatten)]
+    pub(crate) metric: MetricObject,
+}
+
+/// How a version's deployment job connects (`MlflowDeploymentJobConnectionState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(
+    name = "MlflowDeploymentJobConnectionState",
+    rename_items = "SCREAMING_SNAKE_CASE"
+)]
+pub(crate) enum DeploymentJobConnectionState {
+    /// Not given.
+    DeploymentJobConnectionStateUnspecified,
+    /// No job set up.
+    NotSetUp,
+    /// Connected.
+    Connected,
+    /// The job is gone.
+    NotFound,
+    /// The job's parameters changed.
+    RequiredParametersChanged,
+}
+
+/// The state of a version's deployment job run
+/// (`MlflowModelVersionDeploymentJobStateDeploymentJobRunState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(
+    name = "MlflowModelVersionDeploymentJobStateDeploymentJobRunState",
+    rename_items = "SCREAMING_SNAKE_CASE"
+)]
+pub(crate) enum DeploymentJobRunState {
+    /// Not given.
+    DeploymentJobRunStateUnspecified,
+    /// No job.
+    NoValidDeploymentJobFound,
+    /// Running.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Failed.
+    Failed,
+    /// Waiting.
+    Pending,
+    /// Waiting for approval.
+    Approval,
+}
+
+/// A version's deployment job (`MlflowModelVersionDeploymentJobState`): Databricks jobs, which
+/// Quiver does not run, so a version never has one (the field is null), as on MLflow's own
+/// server; the type is here so that any selection MLflow's schema allows is valid.
+#[derive(Debug, Clone, SimpleObject)]
+#[graphql(name = "MlflowModelVersionDeploymentJobState")]
+pub(crate) struct DeploymentJobStateObject {
+    /// The job.
+    pub(crate) job_id: String,
+    /// Its run.
+    pub(crate) run_id: String,
+    /// How it connects.
+    pub(crate) job_state: DeploymentJobConnectionState,
+    /// Its run's state.
+    pub(crate) run_state: DeploymentJobRunState,
+    /// The task running.
+    pub(crate) current_task_name: String,
 }
 
 /// An entry of an artifact listing (`MlflowFileInfo`).
