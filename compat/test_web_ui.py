@@ -213,10 +213,17 @@ def test_runs_table_filter_and_sort(page, ui):
     page.page.get_by_role("button", name=re.compile("^Sort")).click()
     page.page.get_by_text("score", exact=True).last.click()
     page.settle("runs-table-sorted")
-    names = sweeps.all_inner_texts()
+    names = in_screen_order(sweeps)
     scores = {f"sweep-{i:04d}": (i * 37 % 101) / 100 for i in range(RUNS)}
     shown = [scores[n] for n in names]
     assert shown == sorted(shown) or shown == sorted(shown, reverse=True), names
+
+
+def in_screen_order(locator):
+    """The texts of the elements `locator` matches, top to bottom as drawn: the run table
+    moves its rows with CSS when it sorts, so their order in the DOM is not the order shown."""
+    drawn = [(el.bounding_box(), el.inner_text()) for el in locator.all()]
+    return [text for box, text in sorted((d for d in drawn if d[0]), key=lambda d: d[0]["y"])]
 
 
 def test_compare_runs(page, ui):
