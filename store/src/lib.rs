@@ -60,5 +60,8 @@ pub use metrics::MetricsStats;
 pub use model_types::*;
 pub use query::{QueryOptions, SqlStream};
 pub use search::{ExperimentPage, ExperimentSearch, RunPage, RunSearch, SEARCH_MAX_RESULTS};
-pub use store::{MetricHistory, PurgeReport, PurgeRequest, Store, StoreOptions};
+pub use store::{
+    ImportExperiment, ImportedExperiment, MetricHistory, PurgeReport, PurgeRequest, Store,
+    StoreOptions, IMPORT_BATCH,
+};
 pub use types::*;

@@ -10,7 +10,7 @@ fn not_found(id: &str) -> Error {
     Error::NotFound(format!("No Experiment with id={id} exists"))
 }
 
-fn check_experiment_tag(tag: &Tag) -> Result<()> {
+pub(super) fn check_experiment_tag(tag: &Tag) -> Result<()> {
     validate::entity_key("tag", &tag.key)?;
     if tag.value.chars().count() > validate::MAX_EXPERIMENT_TAG_VAL_LENGTH {
         return Err(Error::InvalidParameter(format!(

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use super::runs::active_run;
 use super::Store;
+use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::metrics::Points;
 use crate::ops::{LogBatch, Op, PointExtras, PointRecord, SeriesRef};
@@ -116,74 +117,10 @@ impl Store {
         tags: &[Tag],
     ) -> Result<()> {
         validate::batch_limits(metrics.len(), params.len(), tags.len())?;
-        let mut checked_keys: HashMap<&str, ()> = HashMap::new();
-        for m in metrics {
-            if checked_keys.insert(&m.key, ()).is_none() {
-                validate::entity_key("metric", &m.key)?;
-            }
-            validate::metric_timestamp(&m.key, m.timestamp)?;
-        }
+        check_metrics(metrics)?;
         self.inner.commit(|cat| {
             active_run(cat, run_id)?;
-            let mut batch = LogBatch {
-                run_id: run_id.to_string(),
-                ..LogBatch::default()
-            };
-            Store::prepare_params_and_tags(cat, run_id, params, tags, &mut batch)?;
-            let mut series_index: HashMap<&str, u32> = HashMap::new();
-            let mut extras_index: HashMap<PointExtras, u32> = HashMap::new();
-            let mut next_series = cat.next_series_id()?;
-            for m in metrics {
-                let series = match series_index.get(m.key.as_str()) {
-                    Some(i) => *i,
-                    None => {
-                        let (id, new) = match cat.series_id(run_id, &m.key)? {
-                            Some(id) => (id, false),
-                            None => {
-                                next_series += 1;
-                                (next_series - 1, true)
-                            }
-                        };
-                        let i = batch.series.len() as u32;
-                        batch.series.push(SeriesRef {
-                            key: m.key.clone(),
-                            id,
-                            new,
-                        });
-                        series_index.insert(&m.key, i);
-                        i
-                    }
-                };
-                let extra = if m.model_id.is_some()
-                    || m.dataset_name.is_some()
-                    || m.dataset_digest.is_some()
-                {
-                    let e = PointExtras {
-                        model_id: m.model_id.clone(),
-                        dataset_name: m.dataset_name.clone(),
-                        dataset_digest: m.dataset_digest.clone(),
-                    };
-                    let next = extras_index.len() as u32 + 1;
-                    let idx = *extras_index.entry(e.clone()).or_insert_with(|| {
-                        batch.extras.push(e);
-                        next
-                    });
-                    idx
-                } else {
-                    0
-                };
-                batch.points.push(PointRecord {
-                    series,
-                    value: m.value,
-                    timestamp: m.timestamp,
-                    step: m.step,
-                    extra,
-                });
-            }
-            if batch.points.is_empty() && batch.params.is_empty() && batch.tags.is_empty() {
-                return Ok((None, ()));
-            }
-            Ok((Some(Op::LogBatch(Box::new(batch))), ()))
+            Ok((batch_op(cat, run_id, metrics, params, tags)?, ()))
         })
     }
 
@@ -277,4 +214,83 @@ impl Store {
         validate::run_id(run_id)?;
         self.inner.catalog.latest_metrics(run_id)
     }
+}
+
+/// Checks the keys and timestamps of metric points.
+pub(super) fn check_metrics(metrics: &[Metric]) -> Result<()> {
+    let mut checked_keys: HashMap<&str, ()> = HashMap::new();
+    for m in metrics {
+        if checked_keys.insert(&m.key, ()).is_none() {
+            validate::entity_key("metric", &m.key)?;
+        }
+        validate::metric_timestamp(&m.key, m.timestamp)?;
+    }
+    Ok(())
+}
+
+/// The op that logs `metrics`, `params` and `tags` to run `run_id` (checked), or `None` when
+/// there is nothing to log: series ids are looked up or allocated, point extras interned.
+pub(super) fn batch_op(
+    cat: &Catalog,
+    run_id: &str,
+    metrics: &[Metric],
+    params: &[Param],
+    tags: &[Tag],
+) -> Result<Option<Op>> {
+    let mut batch = LogBatch {
+        run_id: run_id.to_string(),
+        ..LogBatch::default()
+    };
+    Store::prepare_params_and_tags(cat, run_id, params, tags, &mut batch)?;
+    let mut series_index: HashMap<&str, u32> = HashMap::new();
+    let mut extras_index: HashMap<PointExtras, u32> = HashMap::new();
+    let mut next_series = cat.next_series_id()?;
+    for m in metrics {
+        let series = match series_index.get(m.key.as_str()) {
+            Some(i) => *i,
+            None => {
+                let (id, new) = match cat.series_id(run_id, &m.key)? {
+                    Some(id) => (id, false),
+                    None => {
+                        next_series += 1;
+                        (next_series - 1, true)
+                    }
+                };
+                let i = batch.series.len() as u32;
+                batch.series.push(SeriesRef {
+                    key: m.key.clone(),
+                    id,
+                    new,
+                });
+                series_index.insert(&m.key, i);
+                i
+            }
+        };
+        let extra =
+            if m.model_id.is_some() || m.dataset_name.is_some() || m.dataset_digest.is_some() {
+                let e = PointExtras {
+                    model_id: m.model_id.clone(),
+                    dataset_name: m.dataset_name.clone(),
+                    dataset_digest: m.dataset_digest.clone(),
+                };
+                let next = extras_index.len() as u32 + 1;
+                *extras_index.entry(e.clone()).or_insert_with(|| {
+                    batch.extras.push(e);
+                    next
+                })
+            } else {
+                0
+            };
+        batch.points.push(PointRecord {
+            series,
+            value: m.value,
+            timestamp: m.timestamp,
+            step: m.step,
+            extra,
+        });
+    }
+    if batch.points.is_empty() && batch.params.is_empty() && batch.tags.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Op::LogBatch(Box::new(batch))))
 }

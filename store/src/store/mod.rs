@@ -32,6 +32,7 @@ mod deployments;
 mod experiments;
 #[cfg(test)]
 mod format_sample;
+mod import;
 pub(crate) mod logged_models;
 mod maintenance;
 mod metrics;
@@ -60,6 +61,7 @@ use crate::ops::Op;
 use crate::search::index::RunIndex;
 use crate::wal::Wal;
 
+pub use import::{ImportExperiment, ImportedExperiment, IMPORT_BATCH};
 pub use metrics::MetricHistory;
 pub use purge::{PurgeReport, PurgeRequest};
 
