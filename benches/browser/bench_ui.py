@@ -17,7 +17,8 @@ Figures (--only NAME runs one):
   studio-weight  Studio page weight: bytes of /studio/ and its assets on a cold load
 
 Times are read inside the page (performance.now(), i.e. since navigation start). Every response
-of the server with status >= 400 during a measurement is printed.
+of the server with status >= 400 during a measurement is printed. The Studio figures are skipped
+(left "not yet measured") when the binary's Studio has no compare view.
 """
 
 import argparse
@@ -48,6 +49,7 @@ SHOTS = Path(os.environ.get("BENCH_SHOTS", "/tmp/bench-shots"))
 VIEWPORT = {"width": 1400, "height": 900}
 TIMEOUT_MS = 120_000
 T0_MS = 1_700_000_000_000  # timestamps of the logged points: T0 + 100 ms per step
+COMPARE_KEYS = [f"m{k}" for k in range(10)]  # the metrics of the compare view's 100 runs
 
 STUDIO_FIGURES = ["compare-1", "compare-10", "big-series", "studio-weight"]
 # The data sets each figure needs (populated once per store, see Datasets).
@@ -72,7 +74,8 @@ RUN_ROW_VISIBLE = """() => [...document.querySelectorAll('.ag-row')]
 CHARTS_IN_VIEW = 6  # the run page's charts in a 1400x900 viewport: two rows of three
 CHARTS_DRAWN = """(n) => document.querySelectorAll('.js-plotly-plot').length >= n &&
     [...document.querySelectorAll('.js-plotly-plot')].slice(0, n)
-      .every(p => [...p.querySelectorAll('path.js-line')].some(l => (l.getAttribute('d') || '').length > 20))"""
+      .every(p => [...p.querySelectorAll('path.js-line')]
+        .some(l => (l.getAttribute('d') || '').length > 20))"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,7 +146,8 @@ class Api:
 
     def experiment(self, name):
         """Creates experiment `name` (suffixed with the time, so reruns never collide)."""
-        return self.post("experiments/create", {"name": f"{name}-{time.time_ns()}"})["experiment_id"]
+        answer = self.post("experiments/create", {"name": f"{name}-{time.time_ns()}"})
+        return answer["experiment_id"]
 
     def run(self, experiment_id, name, tags=(), start=T0_MS):
         """Creates a run started at `start` (ms); returns its id."""
@@ -153,7 +157,8 @@ class Api:
 
     def finish(self, run_id, start=T0_MS):
         """Marks a run started at `start` FINISHED, a minute later."""
-        self.post("runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": start + 60_000})
+        self.post("runs/update",
+                  {"run_id": run_id, "status": "FINISHED", "end_time": start + 60_000})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,18 +219,16 @@ def populate_run50(api):
 def populate_compare100(api):
     """100 runs, each 10 metrics x 10,000 steps (10M points), for the compare view."""
     exp = api.experiment("bench-compare-100")
-    keys = [f"m{k}" for k in range(10)]
 
     def one(i):
         rid = api.run(exp, f"cmp-{i:03d}")
-        for body in metric_batches(rid, keys, 10_000, seed=i):
+        for body in metric_batches(rid, COMPARE_KEYS, 10_000, seed=i):
             api.post("runs/log-batch", body)
         api.finish(rid)
-        return rid
 
     with ThreadPoolExecutor(4) as pool:
-        runs = list(pool.map(one, range(100)))
-    return {"experiment_id": exp, "runs": runs, "metrics": keys}
+        list(pool.map(one, range(100)))
+    return {"experiment_id": exp}
 
 
 def populate_big(api):
@@ -322,13 +325,15 @@ class Browser:
 
         def check(response):
             if response.url.startswith(self.base) and response.status >= 400:
-                what = f"{response.status} {response.request.method} {response.url[len(self.base):]}"
+                path = response.url[len(self.base):]
+                what = f"{response.status} {response.request.method} {path}"
                 figure.errors[what] = figure.errors.get(what, 0) + 1
 
         page.on("response", check)
         return page
 
     def close(self):
+        """Closes Chromium."""
         self.browser.close()
 
 
@@ -374,7 +379,8 @@ def time_until(page, url, predicate, arg=None):
     animation frame at which `predicate(arg)` holds in the page."""
     page.goto(url, wait_until="commit")
     page.wait_for_function(
-        f"(a) => {{ if (!({predicate})(a)) return false; window.__benchT ??= performance.now(); return true; }}",
+        f"""(a) => {{ if (!({predicate})(a)) return false;
+                      window.__benchT ??= performance.now(); return true; }}""",
         arg=arg, polling="raf", timeout=TIMEOUT_MS)
     return page.evaluate("window.__benchT")
 
@@ -498,13 +504,12 @@ def bench_studio_weight(browser, data, repeats):
                 if r.request.resource_type not in ("fetch", "xhr") else None)
         page.goto(f"{browser.base}/studio/", wait_until="networkidle")
         shoot(page, "6-studio", rep)
-        decoded = sum(len(r.body()) for r in responses)
-        wire = sum(max(0, r.request.sizes()["responseBodySize"]) for r in responses)
         if rep == 0:
             for r in responses:
                 print(f"    {len(r.body()):>7} B  {r.url[len(browser.base):]}")
+            wire = sum(max(0, r.request.sizes()["responseBodySize"]) for r in responses)
             print(f"    wire (encoded) total: {wire} B")
-        return decoded
+        return sum(len(r.body()) for r in responses)
 
     repeat(browser, fig, repeats, measure)
     return [fig]
@@ -530,7 +535,7 @@ BENCHES = {
     "run-metrics": bench_run_metrics,
     "compare-1": lambda b, d, n: bench_compare(b, d, n, "compare-1", ["m0"], "3-compare-1"),
     "compare-10": lambda b, d, n: bench_compare(
-        b, d, n, "compare-10", [f"m{k}" for k in range(10)], "4-compare-10"),
+        b, d, n, "compare-10", COMPARE_KEYS, "4-compare-10"),
     "big-series": bench_big_series,
     "studio-weight": bench_studio_weight,
 }
@@ -603,7 +608,7 @@ def main():
                     browser.close()
         finally:
             stop_server(proc)
-    print(f"\nresponses >= 400 from the server during the measurements:")
+    print("\nresponses >= 400 from the server during the measurements:")
     print_errors(figures)
     print()
     print_table(figures)
