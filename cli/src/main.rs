@@ -3,6 +3,7 @@
 mod admin;
 mod deployments;
 mod gc;
+mod import;
 mod models;
 mod server;
 mod sql;
@@ -69,6 +70,14 @@ enum Command {
     ///
     /// Example: quiver gc --older-than 30d
     Gc(gc::Args),
+    /// Bring history from another tracking server into a store directory, checked point by
+    /// point (MLflow's database file today).
+    ///
+    /// Example: quiver import mlflow --from sqlite:///mlflow.db --artifacts ./mlartifacts
+    Import {
+        #[command(subcommand)]
+        command: import::Command,
+    },
 }
 
 fn main() {
@@ -99,5 +108,6 @@ fn run() -> anyhow::Result<()> {
         Command::Deployments { command } => deployments::run(command),
         Command::Models { command } => models::run(command),
         Command::Gc(args) => gc::run(args),
+        Command::Import { command } => import::run(command),
     }
 }

@@ -156,8 +156,14 @@ export async function showCompare() {
   try {
     loadExperiments(p.experiment).catch(fail); // off the path to the first draw
     status("loading runs…");
-    const found = await loadRuns(p);
+    // Chosen runs and metrics: draw at once, and name the runs when their names arrive.
+    const direct = p.runs && p.metrics;
+    const lookup = loadRuns(p);
+    const found = direct
+      ? { runs: p.runs.split(",").filter(Boolean).slice(0, 1000).map((id) => ({ id, name: id })), keys: p.metrics.split(",") }
+      : await lookup;
     if (gen !== generation) return;
+    if (direct) lookup.then((named) => gen === generation && rename(named, p)).catch(fail);
     runs = found.runs.map((r, i) => ({ ...r, colour: colour(i) }));
     hidden = new Set();
     const chosen = p.metrics ? p.metrics.split(",").filter((k) => found.keys.includes(k)) : found.keys.slice(0, DEFAULT_METRICS);
@@ -185,6 +191,17 @@ export async function showCompare() {
 }
 
 function fail(e) { status(`failed: ${e.message}`); }
+
+/** Gives the runs their names (and the metric chips every key) once the lookup answers. */
+function rename(named, p) {
+  const names = new Map(named.runs.map((r) => [r.id, r.name]));
+  for (const r of runs) r.name = names.get(r.id) ?? r.name;
+  legend();
+  metricChips(named.keys, [...charts.keys()], p);
+  for (const { chart } of charts.values()) {
+    for (const s of chart.series) s.label = names.get(s.name) ?? s.label;
+  }
+}
 
 /** Wires the form once. */
 export function initCompare() {

@@ -1,0 +1,145 @@
+//! A source run's artifact files: where they are, copying them into the store (under the run's
+//! `<experiment>/<run>/artifacts/` path, content-addressed as any artifact), and comparing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use quiver_store::Store;
+
+use super::sqlite::SourceRun;
+use crate::admin;
+
+/// A file under a run's artifact directory.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceFile {
+    /// Its path relative to the artifact directory, with `/` separators.
+    pub(crate) rel: String,
+    pub(crate) path: PathBuf,
+    pub(crate) size: u64,
+}
+
+/// The local directory of a source run's artifacts, if it has one that exists: its
+/// `mlflow-artifacts:/<path>` under `root`, or its `file://` or absolute path (else, with a
+/// `root`, `<root>/<experiment>/<run>/artifacts`). Remote URIs (s3:// ...) have none.
+pub(crate) fn source_dir(run: &SourceRun, root: Option<&Path>) -> Option<PathBuf> {
+    let uri = run.artifact_uri.as_str();
+    let direct = if let Some(rest) = uri.strip_prefix("mlflow-artifacts:") {
+        // mlflow-artifacts:/1/r/artifacts or mlflow-artifacts://host:port/1/r/artifacts
+        let rest = match rest.strip_prefix("//") {
+            Some(hosted) => hosted.split_once('/').map_or("", |(_, p)| p),
+            None => rest.trim_start_matches('/'),
+        };
+        root.map(|r| r.join(rest))
+    } else if let Some(p) = uri.strip_prefix("file://") {
+        Some(PathBuf::from(p))
+    } else if uri.starts_with('/') {
+        Some(PathBuf::from(uri))
+    } else {
+        None
+    };
+    direct
+        .filter(|d| d.is_dir())
+        .or_else(|| {
+            root.map(|r| r.join(&run.experiment_id).join(&run.id).join("artifacts"))
+                .filter(|d| d.is_dir())
+        })
+}
+
+/// The regular files under `dir` (symbolic links are not followed), by relative path.
+pub(crate) fn files(dir: &Path) -> anyhow::Result<Vec<SourceFile>> {
+    let mut out = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), String::new())];
+    while let Some((d, prefix)) = stack.pop() {
+        let entries = std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?;
+        for entry in entries {
+            let entry = entry?;
+            let meta = entry.file_type()?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            if meta.is_dir() {
+                stack.push((entry.path(), rel));
+            } else if meta.is_file() {
+                let size = entry.metadata()?.len();
+                out.push(SourceFile {
+                    rel,
+                    path: entry.path(),
+                    size,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(out)
+}
+
+/// The store path under which run `run_id`'s artifacts live.
+fn store_root(store: &Store, run_id: &str) -> anyhow::Result<String> {
+    let uri = store.get_run(run_id).map_err(admin::store_error)?.info.artifact_uri;
+    uri.strip_prefix("mlflow-artifacts:/")
+        .map(|p| p.trim_start_matches('/').to_string())
+        .with_context(|| format!("the run's artifact location {uri} is not in this store"))
+}
+
+/// Copies the files under `dir` into run `run_id`'s artifacts; returns (files, bytes).
+pub(crate) fn copy(store: &Store, run_id: &str, dir: &Path) -> anyhow::Result<(u64, u64)> {
+    let root = store_root(store, run_id)?;
+    let (mut n, mut bytes) = (0, 0);
+    for f in files(dir)? {
+        let file =
+            std::fs::File::open(&f.path).with_context(|| format!("opening {}", f.path.display()))?;
+        store
+            .put_artifact(&format!("{root}/{}", f.rel), file)
+            .map_err(admin::store_error)
+            .with_context(|| format!("artifact {}", f.path.display()))?;
+        n += 1;
+        bytes += f.size;
+    }
+    Ok((n, bytes))
+}
+
+/// The files of run `run_id` in the store, by relative path, with their sizes.
+fn stored(store: &Store, run_id: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+    let root = store_root(store, run_id)?;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![String::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = if rel.is_empty() {
+            root.clone()
+        } else {
+            format!("{root}/{rel}")
+        };
+        for e in store.list_artifacts(&dir).map_err(admin::store_error)? {
+            let name = e.path.rsplit('/').next().unwrap_or(&e.path).to_string();
+            let child = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            if e.is_dir {
+                stack.push(child);
+            } else {
+                out.insert(child, e.size.unwrap_or(0));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How run `run_id`'s artifacts in the store differ from the files under `dir`.
+pub(crate) fn differences(store: &Store, run_id: &str, dir: &Path) -> anyhow::Result<Vec<String>> {
+    let have = stored(store, run_id)?;
+    let mut out = Vec::new();
+    for f in files(dir)? {
+        match have.get(&f.rel) {
+            Some(&size) if size == f.size => {}
+            Some(&size) => out.push(format!("artifact {}: {size} bytes (source {})", f.rel, f.size)),
+            None => out.push(format!("artifact {}: missing", f.rel)),
+        }
+    }
+    Ok(out)
+}

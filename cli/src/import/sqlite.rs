@@ -1,0 +1,232 @@
+//! Reading an MLflow SQL database file (what `mlflow ui` and `mlflow server` create by default:
+//! `sqlite:///mlflow.db`), opened read-only. The tables read (experiments, experiment_tags,
+//! runs, tags, params, metrics) have the same columns in every schema since MLflow 1.x, except
+//! `experiments.creation_time` and `runs.deleted_time` (added in 2.x), which are read when
+//! present. `alembic_version` names the schema revision.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use quiver_store::{LifecycleStage, Metric, Param, RunStatus, Tag};
+use rusqlite::{Connection, OpenFlags};
+
+/// An experiment of the source.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceExperiment {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) stage: LifecycleStage,
+    pub(crate) creation_time: i64,
+    pub(crate) last_update_time: i64,
+    pub(crate) tags: Vec<Tag>,
+}
+
+/// A run of the source, without its metrics.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceRun {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) experiment_id: String,
+    pub(crate) user_id: String,
+    pub(crate) status: RunStatus,
+    pub(crate) start_time: i64,
+    pub(crate) end_time: Option<i64>,
+    pub(crate) stage: LifecycleStage,
+    pub(crate) deleted_time: Option<i64>,
+    pub(crate) artifact_uri: String,
+    pub(crate) tags: Vec<Tag>,
+    pub(crate) params: Vec<Param>,
+}
+
+/// An open MLflow database.
+pub(crate) struct MlflowDb {
+    conn: Connection,
+    /// The alembic revision of its schema.
+    pub(crate) revision: String,
+}
+
+impl std::fmt::Debug for MlflowDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MlflowDb(revision {})", self.revision)
+    }
+}
+
+fn stage(s: Option<String>) -> LifecycleStage {
+    match s.as_deref() {
+        Some("deleted") => LifecycleStage::Deleted,
+        _ => LifecycleStage::Active,
+    }
+}
+
+impl MlflowDb {
+    /// Opens `path` read-only; an error names the file when it is not an MLflow database.
+    pub(crate) fn open(path: &Path) -> anyhow::Result<MlflowDb> {
+        if !path.is_file() {
+            bail!("{}: no such file", path.display());
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening {}", path.display()))?;
+        let revision: String = conn
+            .query_row("SELECT version_num FROM alembic_version", [], |r| r.get(0))
+            .with_context(|| {
+                format!(
+                    "{} is not an MLflow database (no alembic_version table)",
+                    path.display()
+                )
+            })?;
+        Ok(MlflowDb { conn, revision })
+    }
+
+    fn has_column(&self, table: &str, column: &str) -> anyhow::Result<bool> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        for n in names {
+            if n? == column {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Every experiment with its tags, by id.
+    pub(crate) fn experiments(&self) -> anyhow::Result<Vec<SourceExperiment>> {
+        let created = if self.has_column("experiments", "creation_time")? {
+            "creation_time, last_update_time"
+        } else {
+            "NULL, NULL"
+        };
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT experiment_id, name, lifecycle_stage, {created} FROM experiments \
+             ORDER BY experiment_id"
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SourceExperiment {
+                id: r.get::<_, i64>(0)?.to_string(),
+                name: r.get(1)?,
+                stage: stage(r.get(2)?),
+                creation_time: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                last_update_time: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                tags: Vec::new(),
+            })
+        })?;
+        let mut out = rows.collect::<Result<Vec<_>, _>>()?;
+        let mut tags = self
+            .conn
+            .prepare("SELECT key, value FROM experiment_tags WHERE experiment_id = ?1 ORDER BY key")?;
+        for e in &mut out {
+            let id: i64 = e.id.parse()?;
+            e.tags = tags
+                .query_map([id], |r| {
+                    Ok(Tag::new(
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    ))
+                })?
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(out)
+    }
+
+    /// Every run (of every experiment) with its tags and params, by experiment then start.
+    pub(crate) fn runs(&self) -> anyhow::Result<Vec<SourceRun>> {
+        let deleted = if self.has_column("runs", "deleted_time")? {
+            "deleted_time"
+        } else {
+            "NULL"
+        };
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT run_uuid, name, experiment_id, user_id, status, start_time, end_time, \
+             lifecycle_stage, {deleted}, artifact_uri FROM runs \
+             ORDER BY experiment_id, start_time, run_uuid"
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            let status: Option<String> = r.get(4)?;
+            Ok(SourceRun {
+                id: r.get(0)?,
+                name: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                experiment_id: r.get::<_, Option<i64>>(2)?.unwrap_or(0).to_string(),
+                user_id: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                status: status
+                    .as_deref()
+                    .and_then(RunStatus::parse)
+                    .unwrap_or(RunStatus::Finished),
+                start_time: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
+                end_time: r.get(6)?,
+                stage: stage(r.get(7)?),
+                deleted_time: r.get(8)?,
+                artifact_uri: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
+                tags: Vec::new(),
+                params: Vec::new(),
+            })
+        })?;
+        let mut runs = rows.collect::<Result<Vec<_>, _>>()?;
+        let mut tags = self
+            .conn
+            .prepare("SELECT key, value FROM tags WHERE run_uuid = ?1 ORDER BY key")?;
+        let mut params = self
+            .conn
+            .prepare("SELECT key, value FROM params WHERE run_uuid = ?1 ORDER BY key")?;
+        for run in &mut runs {
+            run.tags = tags
+                .query_map([&run.id], |r| {
+                    Ok(Tag::new(
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    ))
+                })?
+                .collect::<Result<_, _>>()?;
+            run.params = params
+                .query_map([&run.id], |r| {
+                    Ok(Param::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(runs)
+    }
+
+    /// The number of metric points of every run.
+    pub(crate) fn point_count(&self) -> anyhow::Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM metrics", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// Calls `each` with the metric points of run `run_id` in batches of at most `batch`
+    /// (NaN where MLflow stored `is_nan`; ±Inf as MLflow stored them, ±f64::MAX).
+    pub(crate) fn metrics(
+        &self,
+        run_id: &str,
+        batch: usize,
+        mut each: impl FnMut(&[Metric]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = ?1",
+        )?;
+        let mut rows = stmt.query([run_id])?;
+        let mut buf: Vec<Metric> = Vec::with_capacity(batch.min(65_536));
+        while let Some(r) = rows.next()? {
+            let is_nan: bool = r.get::<_, Option<bool>>(4)?.unwrap_or(false);
+            let value: f64 = if is_nan { f64::NAN } else { r.get(1)? };
+            buf.push(Metric::new(
+                r.get::<_, String>(0)?,
+                value,
+                r.get(2)?,
+                r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+            ));
+            if buf.len() == batch {
+                each(&buf)?;
+                buf.clear();
+            }
+        }
+        if !buf.is_empty() {
+            each(&buf)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,158 @@
+//! Checking an import: per run, the info, params and tags, and per metric series the number of
+//! points and an order-independent checksum of them, compared between source and store.
+
+use std::collections::{BTreeMap, HashMap};
+
+use quiver_store::{Metric, Store};
+
+use super::sqlite::SourceRun;
+
+/// Points per page when the store's series are read back.
+const PAGE: u64 = 1_000_000;
+
+/// The point count and checksum of each metric series of a run, by key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SeriesSums(pub(crate) BTreeMap<String, (u64, u64)>);
+
+/// A 64-bit mix of one point (splitmix64's finalizer over its fields); NaNs of any payload are
+/// one value, as they are one value to MLflow.
+fn point_hash(step: i64, timestamp: i64, value: f64) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let bits = if value.is_nan() {
+        f64::NAN.to_bits()
+    } else {
+        value.to_bits()
+    };
+    mix(mix(mix(step as u64) ^ timestamp as u64) ^ bits)
+}
+
+impl SeriesSums {
+    /// Adds points (any order: the checksum is a wrapping sum).
+    pub(crate) fn add(&mut self, points: &[Metric]) {
+        for m in points {
+            let e = self.0.entry(m.key.clone()).or_insert((0, 0));
+            e.0 += 1;
+            e.1 = e.1.wrapping_add(point_hash(m.step, m.timestamp, m.value));
+        }
+    }
+
+    /// The points in all series.
+    pub(crate) fn points(&self) -> u64 {
+        self.0.values().map(|(n, _)| n).sum()
+    }
+
+    /// The sums of the series of run `run_id` as the store has them.
+    pub(crate) fn of_store(store: &Store, run_id: &str) -> quiver_store::Result<SeriesSums> {
+        let mut sums = SeriesSums::default();
+        for latest in store.latest_metrics(run_id)? {
+            let mut token: Option<String> = None;
+            loop {
+                let (h, next) =
+                    store.metric_history(run_id, &latest.key, token.as_deref(), Some(PAGE))?;
+                let e = sums.0.entry(latest.key.clone()).or_insert((0, 0));
+                for i in 0..h.len() {
+                    e.0 += 1;
+                    e.1 = e.1.wrapping_add(point_hash(
+                        h.steps()[i],
+                        h.timestamps()[i],
+                        h.values()[i],
+                    ));
+                }
+                match next {
+                    Some(t) => token = Some(t),
+                    None => break,
+                }
+            }
+        }
+        Ok(sums)
+    }
+}
+
+/// The differences between a source run (with the sums of its points) and the same run in the
+/// store; empty when they agree.
+pub(crate) fn differences(
+    store: &Store,
+    src: &SourceRun,
+    src_sums: &SeriesSums,
+) -> quiver_store::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let run = match store.get_run(&src.id) {
+        Ok(r) => r,
+        Err(quiver_store::Error::NotFound(_)) => return Ok(vec!["missing".into()]),
+        Err(e) => return Err(e),
+    };
+    let i = &run.info;
+    let mut check = |what: &str, same: bool, detail: String| {
+        if !same {
+            out.push(format!("{what}: {detail}"));
+        }
+    };
+    check(
+        "status",
+        i.status == src.status,
+        format!("{:?} != {:?}", i.status, src.status),
+    );
+    check(
+        "times",
+        (i.start_time, i.end_time) == (src.start_time, src.end_time),
+        format!(
+            "{:?} != {:?}",
+            (i.start_time, i.end_time),
+            (src.start_time, src.end_time)
+        ),
+    );
+    check(
+        "lifecycle stage",
+        i.lifecycle_stage == src.stage,
+        format!("{:?} != {:?}", i.lifecycle_stage, src.stage),
+    );
+    check("user", i.user_id == src.user_id, format!("{} != {}", i.user_id, src.user_id));
+    let params: HashMap<&str, &str> = run.params.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
+    let src_params: HashMap<&str, &str> = src.params.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
+    check(
+        "params",
+        params == src_params,
+        format!("{} != {} params", params.len(), src_params.len()),
+    );
+    let tags: HashMap<&str, &str> = run.tags.iter().map(|t| (t.key.as_str(), t.value.as_str())).collect();
+    let src_tags: HashMap<&str, &str> = src.tags.iter().map(|t| (t.key.as_str(), t.value.as_str())).collect();
+    let missing_tags = src_tags.iter().filter(|(k, v)| tags.get(*k) != Some(v)).count();
+    check("tags", missing_tags == 0, format!("{missing_tags} differ"));
+    let sums = SeriesSums::of_store(store, &src.id)?;
+    for (key, (n, sum)) in &src_sums.0 {
+        match sums.0.get(key) {
+            Some((m, s)) if (m, s) == (n, sum) => {}
+            Some((m, _)) => out.push(format!("metric {key}: {m} points (source {n}) or other values")),
+            None => out.push(format!("metric {key}: missing")),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_ignore_order_and_nan_payloads() {
+        let a = [Metric::new("m", 1.0, 1, 1), Metric::new("m", f64::NAN, 2, 2)];
+        let b = [
+            Metric::new("m", f64::from_bits(f64::NAN.to_bits() | 1), 2, 2),
+            Metric::new("m", 1.0, 1, 1),
+        ];
+        let (mut x, mut y) = (SeriesSums::default(), SeriesSums::default());
+        x.add(&a);
+        y.add(&b);
+        assert_eq!(x, y);
+        assert_eq!(x.points(), 2);
+        y.add(&[Metric::new("m", 1.0, 1, 2)]);
+        assert_ne!(x, y);
+        let mut z = SeriesSums::default();
+        z.add(&[Metric::new("m", 1.0, 2, 1), Metric::new("m", f64::NAN, 1, 2)]);
+        assert_ne!(x, z, "a different point, not a different order");
+    }
+}
