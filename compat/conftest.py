@@ -36,6 +36,7 @@ def pytest_configure(config):
     # Noise from inside the client library, not about the server under test.
     config.addinivalue_line("filterwarnings", "ignore:Starting with pandas version 4.0")
     config.addinivalue_line("filterwarnings", "ignore:Hint. Inferred schema contains integer")
+    config.addinivalue_line("filterwarnings", "ignore:The ``noload`` loader strategy")
 
 
 @pytest.fixture(scope="session")
