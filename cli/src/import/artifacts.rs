@@ -38,12 +38,10 @@ pub(crate) fn source_dir(run: &SourceRun, root: Option<&Path>) -> Option<PathBuf
     } else {
         None
     };
-    direct
-        .filter(|d| d.is_dir())
-        .or_else(|| {
-            root.map(|r| r.join(&run.experiment_id).join(&run.id).join("artifacts"))
-                .filter(|d| d.is_dir())
-        })
+    direct.filter(|d| d.is_dir()).or_else(|| {
+        root.map(|r| r.join(&run.experiment_id).join(&run.id).join("artifacts"))
+            .filter(|d| d.is_dir())
+    })
 }
 
 /// The regular files under `dir` (symbolic links are not followed), by relative path.
@@ -79,7 +77,11 @@ pub(crate) fn files(dir: &Path) -> anyhow::Result<Vec<SourceFile>> {
 
 /// The store path under which run `run_id`'s artifacts live.
 fn store_root(store: &Store, run_id: &str) -> anyhow::Result<String> {
-    let uri = store.get_run(run_id).map_err(admin::store_error)?.info.artifact_uri;
+    let uri = store
+        .get_run(run_id)
+        .map_err(admin::store_error)?
+        .info
+        .artifact_uri;
     uri.strip_prefix("mlflow-artifacts:/")
         .map(|p| p.trim_start_matches('/').to_string())
         .with_context(|| format!("the run's artifact location {uri} is not in this store"))
@@ -90,8 +92,8 @@ pub(crate) fn copy(store: &Store, run_id: &str, dir: &Path) -> anyhow::Result<(u
     let root = store_root(store, run_id)?;
     let (mut n, mut bytes) = (0, 0);
     for f in files(dir)? {
-        let file =
-            std::fs::File::open(&f.path).with_context(|| format!("opening {}", f.path.display()))?;
+        let file = std::fs::File::open(&f.path)
+            .with_context(|| format!("opening {}", f.path.display()))?;
         store
             .put_artifact(&format!("{root}/{}", f.rel), file)
             .map_err(admin::store_error)
@@ -137,7 +139,10 @@ pub(crate) fn differences(store: &Store, run_id: &str, dir: &Path) -> anyhow::Re
     for f in files(dir)? {
         match have.get(&f.rel) {
             Some(&size) if size == f.size => {}
-            Some(&size) => out.push(format!("artifact {}: {size} bytes (source {})", f.rel, f.size)),
+            Some(&size) => out.push(format!(
+                "artifact {}: {size} bytes (source {})",
+                f.rel, f.size
+            )),
             None => out.push(format!("artifact {}: missing", f.rel)),
         }
     }

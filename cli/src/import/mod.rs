@@ -179,7 +179,10 @@ fn import_into(
     }
     if !moved.is_empty() {
         let file = journal_sibling(&args.store, source, "experiment-ids");
-        std::fs::write(&file, format!("source_id\tquiver_id\tname\n{}\n", moved.join("\n")))?;
+        std::fs::write(
+            &file,
+            format!("source_id\tquiver_id\tname\n{}\n", moved.join("\n")),
+        )?;
         println!(
             "{} experiment ids were taken here (source id, Quiver id, name written to {}):",
             moved.len(),

@@ -115,9 +115,9 @@ impl MlflowDb {
             })
         })?;
         let mut out = rows.collect::<Result<Vec<_>, _>>()?;
-        let mut tags = self
-            .conn
-            .prepare("SELECT key, value FROM experiment_tags WHERE experiment_id = ?1 ORDER BY key")?;
+        let mut tags = self.conn.prepare(
+            "SELECT key, value FROM experiment_tags WHERE experiment_id = ?1 ORDER BY key",
+        )?;
         for e in &mut out {
             let id: i64 = e.id.parse()?;
             e.tags = tags

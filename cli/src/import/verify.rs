@@ -110,23 +110,48 @@ pub(crate) fn differences(
         i.lifecycle_stage == src.stage,
         format!("{:?} != {:?}", i.lifecycle_stage, src.stage),
     );
-    check("user", i.user_id == src.user_id, format!("{} != {}", i.user_id, src.user_id));
-    let params: HashMap<&str, &str> = run.params.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
-    let src_params: HashMap<&str, &str> = src.params.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
+    check(
+        "user",
+        i.user_id == src.user_id,
+        format!("{} != {}", i.user_id, src.user_id),
+    );
+    let params: HashMap<&str, &str> = run
+        .params
+        .iter()
+        .map(|p| (p.key.as_str(), p.value.as_str()))
+        .collect();
+    let src_params: HashMap<&str, &str> = src
+        .params
+        .iter()
+        .map(|p| (p.key.as_str(), p.value.as_str()))
+        .collect();
     check(
         "params",
         params == src_params,
         format!("{} != {} params", params.len(), src_params.len()),
     );
-    let tags: HashMap<&str, &str> = run.tags.iter().map(|t| (t.key.as_str(), t.value.as_str())).collect();
-    let src_tags: HashMap<&str, &str> = src.tags.iter().map(|t| (t.key.as_str(), t.value.as_str())).collect();
-    let missing_tags = src_tags.iter().filter(|(k, v)| tags.get(*k) != Some(v)).count();
+    let tags: HashMap<&str, &str> = run
+        .tags
+        .iter()
+        .map(|t| (t.key.as_str(), t.value.as_str()))
+        .collect();
+    let src_tags: HashMap<&str, &str> = src
+        .tags
+        .iter()
+        .map(|t| (t.key.as_str(), t.value.as_str()))
+        .collect();
+    let missing_tags = src_tags
+        .iter()
+        .filter(|(k, v)| tags.get(*k) != Some(v))
+        .count();
     check("tags", missing_tags == 0, format!("{missing_tags} differ"));
     let sums = SeriesSums::of_store(store, &src.id)?;
     for (key, (n, sum)) in &src_sums.0 {
         match sums.0.get(key) {
             Some((m, s)) if (m, s) == (n, sum) => {}
-            Some((m, _)) => out.push(format!("metric {key}: {m} points (source {n}) or other values")),
+            Some((m, _)) => out.push(format!(
+                "metric {key}: {m} points (source {n}) or other values"
+            )),
             None => out.push(format!("metric {key}: missing")),
         }
     }
@@ -139,7 +164,10 @@ mod tests {
 
     #[test]
     fn sums_ignore_order_and_nan_payloads() {
-        let a = [Metric::new("m", 1.0, 1, 1), Metric::new("m", f64::NAN, 2, 2)];
+        let a = [
+            Metric::new("m", 1.0, 1, 1),
+            Metric::new("m", f64::NAN, 2, 2),
+        ];
         let b = [
             Metric::new("m", f64::from_bits(f64::NAN.to_bits() | 1), 2, 2),
             Metric::new("m", 1.0, 1, 1),
@@ -152,7 +180,10 @@ mod tests {
         y.add(&[Metric::new("m", 1.0, 1, 2)]);
         assert_ne!(x, y);
         let mut z = SeriesSums::default();
-        z.add(&[Metric::new("m", 1.0, 2, 1), Metric::new("m", f64::NAN, 1, 2)]);
+        z.add(&[
+            Metric::new("m", 1.0, 2, 1),
+            Metric::new("m", f64::NAN, 1, 2),
+        ]);
         assert_ne!(x, z, "a different point, not a different order");
     }
 }

@@ -485,7 +485,8 @@ pub(crate) struct ModelMetricObject {
 )]
 pub(crate) enum DeploymentJobConnectionState {
     /// Not given.
-    DeploymentJobConnectionStateUnspecified,
+    #[graphql(name = "DEPLOYMENT_JOB_CONNECTION_STATE_UNSPECIFIED")]
+    Unspecified,
     /// No job set up.
     NotSetUp,
     /// Connected.
@@ -505,7 +506,8 @@ pub(crate) enum DeploymentJobConnectionState {
 )]
 pub(crate) enum DeploymentJobRunState {
     /// Not given.
-    DeploymentJobRunStateUnspecified,
+    #[graphql(name = "DEPLOYMENT_JOB_RUN_STATE_UNSPECIFIED")]
+    Unspecified,
     /// No job.
     NoValidDeploymentJobFound,
     /// Running.
