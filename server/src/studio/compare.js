@@ -158,12 +158,10 @@ export async function showCompare() {
     status("loading runs…");
     // Chosen runs and metrics: draw at once, and name the runs when their names arrive.
     const direct = p.runs && p.metrics;
-    const lookup = loadRuns(p);
     const found = direct
       ? { runs: p.runs.split(",").filter(Boolean).slice(0, 1000).map((id) => ({ id, name: id })), keys: p.metrics.split(",") }
-      : await lookup;
+      : await loadRuns(p);
     if (gen !== generation) return;
-    if (direct) lookup.then((named) => gen === generation && rename(named, p)).catch(fail);
     runs = found.runs.map((r, i) => ({ ...r, colour: colour(i) }));
     hidden = new Set();
     const chosen = p.metrics ? p.metrics.split(",").filter((k) => found.keys.includes(k)) : found.keys.slice(0, DEFAULT_METRICS);
@@ -184,6 +182,8 @@ export async function showCompare() {
     await Promise.all(chosen.map((k) => fill(k, null)));
     if (gen !== generation) return;
     timing("compare-drawn", performance.now());
+    // After the first draw, so that the lookup does not compete with it for the server.
+    if (direct) loadRuns(p).then((named) => gen === generation && rename(named, p)).catch(fail);
     status(`${runs.length} run${runs.length === 1 ? "" : "s"} × ${chosen.length} metric${chosen.length === 1 ? "" : "s"} in ${(performance.now() - t0).toFixed(0)} ms · drag to zoom, double-click to reset`);
   } catch (e) {
     fail(e);
