@@ -154,7 +154,6 @@ export async function showCompare() {
   $("cmp-log").checked = p.log === "1";
   const grid = $("cmp-charts");
   try {
-    loadExperiments(p.experiment).catch(fail); // off the path to the first draw
     status("loading runs…");
     // Chosen runs and metrics: draw at once, and name the runs when their names arrive.
     const direct = p.runs && p.metrics;
@@ -169,7 +168,11 @@ export async function showCompare() {
     legend();
     grid.replaceChildren();
     charts = new Map();
-    if (!runs.length) { status(p.runs || p.experiment ? "no runs" : "choose an experiment, or open #compare?runs=ID,ID"); return; }
+    if (!runs.length) {
+      loadExperiments(p.experiment).catch(fail);
+      status(p.runs || p.experiment ? "no runs" : "choose an experiment, or open #compare?runs=ID,ID");
+      return;
+    }
     for (const key of chosen) {
       const host = document.createElement("div");
       grid.append(host);
@@ -182,7 +185,8 @@ export async function showCompare() {
     await Promise.all(chosen.map((k) => fill(k, null)));
     if (gen !== generation) return;
     timing("compare-drawn", performance.now());
-    // After the first draw, so that the lookup does not compete with it for the server.
+    // After the first draw, so that these do not compete with it for the server.
+    loadExperiments(p.experiment).catch(fail);
     if (direct) loadRuns(p).then((named) => gen === generation && rename(named, p)).catch(fail);
     status(`${runs.length} run${runs.length === 1 ? "" : "s"} × ${chosen.length} metric${chosen.length === 1 ? "" : "s"} in ${(performance.now() - t0).toFixed(0)} ms · drag to zoom, double-click to reset`);
   } catch (e) {
