@@ -7,6 +7,7 @@
 //! The import can be run again and resumed after an interruption ([`journal`]).
 
 mod artifacts;
+mod feed;
 mod journal;
 mod sqlite;
 mod verify;
@@ -20,6 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use quiver_store::{ImportExperiment, LifecycleStage, RunInfo, Store, IMPORT_BATCH};
 
 use crate::admin;
+use feed::Reader;
 use journal::Journal;
 use sqlite::{MlflowDb, SourceRun};
 use verify::SeriesSums;
@@ -80,6 +82,15 @@ fn database_path(from: &str) -> anyhow::Result<PathBuf> {
         bail!("importing from a running MLflow server is not supported yet: give its database file (sqlite:///path/mlflow.db)");
     }
     let path = PathBuf::from(from.strip_prefix("sqlite:///").unwrap_or(from));
+    if !path.exists() && from.starts_with("sqlite:///") && Path::new("/").join(&path).is_file() {
+        // SQLAlchemy's rule, which MLflow follows: three slashes and a relative path.
+        bail!(
+            "{}: no such file (relative to this directory); for the absolute path write \
+             sqlite:////{}",
+            path.display(),
+            path.display()
+        );
+    }
     if path.is_dir() {
         bail!("{}: a directory (an mlruns/ file store?); importing MLflow's file store is not supported yet: give a database file (sqlite:///path/mlflow.db)", path.display());
     }
@@ -118,7 +129,7 @@ fn import_mlflow(args: &MlflowArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.store)
         .map_err(admin::store_error)
         .with_context(|| format!("opening the store {}", args.store.display()))?;
-    let result = import_into(&store, args, &db, &source, total_points);
+    let result = import_into(&store, args, &db, &path, &source, total_points);
     admin::close(store)?;
     result
 }
@@ -150,6 +161,7 @@ fn import_into(
     store: &Store,
     args: &MlflowArgs,
     db: &MlflowDb,
+    path: &Path,
     source: &str,
     total_points: u64,
 ) -> anyhow::Result<()> {
@@ -205,13 +217,15 @@ fn import_into(
     bar.set_prefix("runs");
     let mut tally = Tally::default();
     let mut sums: HashMap<String, SeriesSums> = HashMap::new();
-    for (i, run) in runs.iter().enumerate() {
-        bar.set_message(format!("run {}/{}", i + 1, runs.len()));
-        if journal.is_done(&run.id) {
-            tally.runs_already += 1;
-            continue;
-        }
-        match import_run(store, db, args, run, &ids, &bar) {
+    let todo: Vec<&SourceRun> = runs.iter().filter(|r| !journal.is_done(&r.id)).collect();
+    tally.runs_already = (runs.len() - todo.len()) as u64;
+    let reader = Reader::start(
+        path.to_path_buf(),
+        todo.iter().map(|r| r.id.clone()).collect(),
+    );
+    for (i, run) in todo.iter().enumerate() {
+        bar.set_message(format!("run {}/{}", i + 1, todo.len()));
+        match import_run(store, &reader, args, run, &ids, &bar) {
             Ok((run_sums, files, bytes)) => {
                 journal.mark_done(&run.id)?;
                 tally.runs += 1;
@@ -266,16 +280,42 @@ fn import_into(
     verified
 }
 
-/// Imports one run completely: info, tags, params, metric points, artifacts, stage. A run the
-/// store has but the journal does not was cut off earlier: it is discarded and imported anew.
+/// Imports one run completely: info, tags, params, metric points (from `reader`, whose
+/// batches of this run are consumed whatever happens), artifacts, stage.
 fn import_run(
     store: &Store,
-    db: &MlflowDb,
+    reader: &Reader,
     args: &MlflowArgs,
     run: &SourceRun,
     ids: &HashMap<String, String>,
     bar: &ProgressBar,
 ) -> anyhow::Result<(SeriesSums, u64, u64)> {
+    if let Err(e) = create_run(store, run, ids) {
+        reader.skip_run();
+        return Err(e);
+    }
+    let mut sums = SeriesSums::default();
+    while let Some(batch) = reader.next()? {
+        if let Err(e) = store.import_metrics(&run.id, &batch) {
+            reader.skip_run();
+            return Err(admin::store_error(e));
+        }
+        sums.add(&batch);
+        bar.inc(batch.len() as u64);
+    }
+    let (files, bytes) = match artifacts::source_dir(run, args.artifacts.as_deref()) {
+        Some(dir) => artifacts::copy(store, &run.id, &dir)?,
+        None => (0, 0),
+    };
+    store
+        .finish_imported_run(&run.id, run.stage, run.deleted_time)
+        .map_err(admin::store_error)?;
+    Ok((sums, files, bytes))
+}
+
+/// Creates the run with its info, tags and params. A run the store has but the journal does
+/// not was cut off earlier: it is discarded and created anew.
+fn create_run(store: &Store, run: &SourceRun, ids: &HashMap<String, String>) -> anyhow::Result<()> {
     if store.get_run(&run.id).is_ok() {
         store
             .discard_imported_run(&run.id)
@@ -299,23 +339,7 @@ fn import_run(
     store
         .import_run(&info, &run.tags, &run.params)
         .map_err(admin::store_error)?;
-    let mut sums = SeriesSums::default();
-    db.metrics(&run.id, IMPORT_BATCH, |batch| {
-        store
-            .import_metrics(&run.id, batch)
-            .map_err(admin::store_error)?;
-        sums.add(batch);
-        bar.inc(batch.len() as u64);
-        Ok(())
-    })?;
-    let (files, bytes) = match artifacts::source_dir(run, args.artifacts.as_deref()) {
-        Some(dir) => artifacts::copy(store, &run.id, &dir)?,
-        None => (0, 0),
-    };
-    store
-        .finish_imported_run(&run.id, run.stage, run.deleted_time)
-        .map_err(admin::store_error)?;
-    Ok((sums, files, bytes))
+    Ok(())
 }
 
 /// Compares every run of the source with the store; an error when any differs.
@@ -336,7 +360,7 @@ fn verify_all(
             None => {
                 let mut s = SeriesSums::default();
                 db.metrics(&run.id, IMPORT_BATCH, |b| {
-                    s.add(b);
+                    s.add(&b);
                     Ok(())
                 })?;
                 s

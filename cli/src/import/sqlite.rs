@@ -203,7 +203,7 @@ impl MlflowDb {
         &self,
         run_id: &str,
         batch: usize,
-        mut each: impl FnMut(&[Metric]) -> anyhow::Result<()>,
+        mut each: impl FnMut(Vec<Metric>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = ?1",
@@ -220,12 +220,14 @@ impl MlflowDb {
                 r.get::<_, Option<i64>>(3)?.unwrap_or(0),
             ));
             if buf.len() == batch {
-                each(&buf)?;
-                buf.clear();
+                each(std::mem::replace(
+                    &mut buf,
+                    Vec::with_capacity(batch.min(65_536)),
+                ))?;
             }
         }
         if !buf.is_empty() {
-            each(&buf)?;
+            each(buf)?;
         }
         Ok(())
     }
