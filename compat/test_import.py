@@ -2,7 +2,7 @@
 
 The source is a `sqlite:///` tracking store written by mlflow 3.17.2 itself (nested runs, a
 deleted run and a deleted experiment, NaN and Inf points, duplicates at one step, params, tags,
-a text artifact in a subdirectory). It is imported into a new store directory; then a `quiver
+a dataset input, a text artifact in a subdirectory). It is imported into a new store directory; then a `quiver
 server` on that store is read with the mlflow client and compared with the source, run by run,
 point by point and byte by byte. Importing again adds nothing; an import killed part-way
 (kill -9) and run again ends identical.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from mlflow.entities import Metric, ViewType
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, ViewType
 
 from quiver_process import quiver_bin, start_server, stop_server
 
@@ -46,6 +46,10 @@ def source():
         c.log_metric(child, "acc", 0.5, step=1, timestamp=6)
         c.log_metric(child, "acc", float("-inf"), step=2, timestamp=7)
         c.log_text(parent, "hello, quiver", "notes/a.txt")
+        c.log_inputs(parent, [DatasetInput(
+            Dataset(name="wine", digest="d41d8cd9", source_type="local",
+                    source='{"uri": "/data/wine.csv"}', schema='{"cols": 3}'),
+            tags=[InputTag("mlflow.data.context", "training")])])
         c.set_terminated(parent)
         c.set_terminated(child, "FAILED")
         gone = c.create_run(exp, run_name="gone").info.run_id
@@ -71,6 +75,13 @@ def same_value(a, b):
     return (math.isnan(a) and math.isnan(b)) or a == b
 
 
+def datasets(run):
+    """The dataset inputs of a run, comparable."""
+    return sorted((i.dataset.name, i.dataset.digest, i.dataset.source_type, i.dataset.source,
+                   i.dataset.schema, tuple(sorted((t.key, t.value) for t in i.tags)))
+                  for i in run.inputs.dataset_inputs)
+
+
 def assert_identical(src, dst):
     """Every experiment, run, param, tag, metric point and artifact of `src` is in `dst`."""
     for e in src.search_experiments(view_type=ViewType.ALL):
@@ -85,6 +96,7 @@ def assert_identical(src, dst):
                 assert getattr(q.info, field) == getattr(r.info, field), (field, r.info.run_id)
             assert q.info.experiment_id == d.experiment_id
             assert q.data.params == r.data.params
+            assert datasets(q) == datasets(src.get_run(r.info.run_id))
             assert q.data.tags == r.data.tags
             assert set(q.data.metrics) == set(r.data.metrics)
             for key in r.data.metrics:

@@ -339,6 +339,11 @@ fn create_run(store: &Store, run: &SourceRun, ids: &HashMap<String, String>) -> 
     store
         .import_run(&info, &run.tags, &run.params)
         .map_err(admin::store_error)?;
+    for chunk in run.inputs.chunks(1000) {
+        store
+            .log_inputs(&run.id, chunk)
+            .map_err(admin::store_error)?;
+    }
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use quiver_store::{LifecycleStage, Metric, Param, RunStatus, Tag};
+use quiver_store::{Dataset, DatasetInput, LifecycleStage, Metric, Param, RunStatus, Tag};
 use rusqlite::{Connection, OpenFlags};
 
 /// An experiment of the source.
@@ -36,6 +36,8 @@ pub(crate) struct SourceRun {
     pub(crate) artifact_uri: String,
     pub(crate) tags: Vec<Tag>,
     pub(crate) params: Vec<Param>,
+    /// The datasets it used, with the tags of each use.
+    pub(crate) inputs: Vec<DatasetInput>,
 }
 
 /// An open MLflow database.
@@ -162,6 +164,7 @@ impl MlflowDb {
                 artifact_uri: r.get::<_, Option<String>>(9)?.unwrap_or_default(),
                 tags: Vec::new(),
                 params: Vec::new(),
+                inputs: Vec::new(),
             })
         })?;
         let mut runs = rows.collect::<Result<Vec<_>, _>>()?;
@@ -186,7 +189,59 @@ impl MlflowDb {
                 })?
                 .collect::<Result<_, _>>()?;
         }
+        if self.has_table("inputs")? && self.has_table("datasets")? {
+            for run in &mut runs {
+                run.inputs = self.inputs(&run.id)?;
+            }
+        }
         Ok(runs)
+    }
+
+    fn has_table(&self, name: &str) -> anyhow::Result<bool> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// The dataset inputs of run `run_id` (MLflow 2.4+), with their tags.
+    fn inputs(&self, run_id: &str) -> anyhow::Result<Vec<DatasetInput>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT i.input_uuid, d.name, d.digest, d.dataset_source_type, d.dataset_source, \
+             d.dataset_schema, d.dataset_profile FROM inputs i \
+             JOIN datasets d ON d.dataset_uuid = i.source_id \
+             WHERE i.destination_type = 'RUN' AND i.destination_id = ?1 \
+             AND i.source_type = 'DATASET' ORDER BY d.name, d.digest",
+        )?;
+        let rows = stmt.query_map([run_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Dataset {
+                    name: r.get(1)?,
+                    digest: r.get(2)?,
+                    source_type: r.get(3)?,
+                    source: r.get(4)?,
+                    schema: r.get(5)?,
+                    profile: r.get(6)?,
+                },
+            ))
+        })?;
+        let mut tags = self.conn.prepare_cached(
+            "SELECT name, value FROM input_tags WHERE input_uuid = ?1 ORDER BY name",
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (uuid, dataset) = row?;
+            let tags = tags
+                .query_map([&uuid], |r| {
+                    Ok(Tag::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            out.push(DatasetInput { tags, dataset });
+        }
+        Ok(out)
     }
 
     /// The number of metric points of every run.

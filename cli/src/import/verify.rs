@@ -145,6 +145,36 @@ pub(crate) fn differences(
         .filter(|(k, v)| tags.get(*k) != Some(v))
         .count();
     check("tags", missing_tags == 0, format!("{missing_tags} differ"));
+    let inputs: Vec<(&str, &str, usize)> = run
+        .dataset_inputs
+        .iter()
+        .map(|i| {
+            (
+                i.dataset.name.as_str(),
+                i.dataset.digest.as_str(),
+                i.tags.len(),
+            )
+        })
+        .collect();
+    let mut src_inputs: Vec<(&str, &str, usize)> = src
+        .inputs
+        .iter()
+        .map(|i| {
+            (
+                i.dataset.name.as_str(),
+                i.dataset.digest.as_str(),
+                i.tags.len(),
+            )
+        })
+        .collect();
+    let mut sorted = inputs.clone();
+    sorted.sort();
+    src_inputs.sort();
+    check(
+        "dataset inputs",
+        sorted == src_inputs,
+        format!("{} != {}", sorted.len(), src_inputs.len()),
+    );
     let sums = SeriesSums::of_store(store, &src.id)?;
     for (key, (n, sum)) in &src_sums.0 {
         match sums.0.get(key) {
