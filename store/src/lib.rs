@@ -61,7 +61,7 @@ pub use model_types::*;
 pub use query::{QueryOptions, SqlStream};
 pub use search::{ExperimentPage, ExperimentSearch, RunPage, RunSearch, SEARCH_MAX_RESULTS};
 pub use store::{
-    ImportExperiment, ImportedExperiment, MetricHistory, PurgeReport, PurgeRequest, Store,
-    StoreOptions, IMPORT_BATCH,
+    ImportExperiment, ImportModelVersion, ImportRegisteredModel, ImportedExperiment, MetricHistory,
+    PurgeReport, PurgeRequest, Store, StoreOptions, IMPORT_BATCH,
 };
 pub use types::*;

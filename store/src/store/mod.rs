@@ -33,6 +33,7 @@ mod experiments;
 #[cfg(test)]
 mod format_sample;
 mod import;
+mod import_registry;
 pub(crate) mod logged_models;
 mod maintenance;
 mod metrics;
@@ -62,6 +63,7 @@ use crate::search::index::RunIndex;
 use crate::wal::Wal;
 
 pub use import::{ImportExperiment, ImportedExperiment, IMPORT_BATCH};
+pub use import_registry::{ImportModelVersion, ImportRegisteredModel};
 pub use metrics::MetricHistory;
 pub use purge::{PurgeReport, PurgeRequest};
 

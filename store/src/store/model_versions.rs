@@ -22,7 +22,7 @@ const MAX_ALIAS_LENGTH: usize = 255;
 
 /// Checks an alias: `^[\w\-]*$`, non-empty, at most 255 characters, not `latest` or `v<digits>`
 /// (those already mean something in `models:/` URIs).
-fn check_alias(alias: &str) -> Result<()> {
+pub(super) fn check_alias(alias: &str) -> Result<()> {
     if alias.is_empty() {
         return Err(Error::InvalidParameter(
             "Registered model alias name cannot be empty.".into(),
@@ -83,7 +83,7 @@ fn target(
 }
 
 /// The model id a `models:/<model_id>` source names (MLflow 3 logged models are `m-<hex>`).
-fn logged_model_of_source(source: &str) -> Option<&str> {
+pub(super) fn logged_model_of_source(source: &str) -> Option<&str> {
     let rest = source.strip_prefix("models:/")?;
     (rest.starts_with("m-") && !rest.contains('/')).then_some(rest)
 }
