@@ -97,6 +97,9 @@ fn database_path(from: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The user the registry's history names for imported models.
+const IMPORT_USER: &str = "quiver-import";
+
 /// What one import did.
 #[derive(Debug, Default)]
 struct Tally {
@@ -253,6 +256,16 @@ fn import_into(
             .finish_imported_experiment(&ids[&e.id], e.stage, e.last_update_time)
             .map_err(admin::store_error)?;
     }
+    // The registry, each model whole, after the runs its versions name.
+    let models = db.registered_models()?;
+    let mut made = 0;
+    for m in &models {
+        let created = store
+            .import_registered_model(m, IMPORT_USER)
+            .map_err(admin::store_error)
+            .with_context(|| format!("registered model {}", m.name))?;
+        made += u64::from(created);
+    }
     let secs = started.elapsed().as_secs_f64();
     println!(
         "imported {} runs ({} imported before), {} metric points, {} artifact files ({} bytes) in {:.1} s ({:.0} points/s)",
@@ -264,7 +277,22 @@ fn import_into(
         secs,
         tally.points as f64 / secs.max(1e-9)
     );
-    let verified = verify_all(store, db, args, &runs, &tally, &mut sums);
+    println!(
+        "imported {made} registered models with {} versions ({} were here before)",
+        models.iter().map(|m| m.versions.len()).sum::<usize>(),
+        models.len() as u64 - made
+    );
+    let mut verified = verify_all(store, db, args, &runs, &tally, &mut sums);
+    let registry = verify::registry_differences(store, &models);
+    if verified.is_ok() && !registry.is_empty() {
+        for p in registry.iter().take(50) {
+            eprintln!("{p}");
+        }
+        verified = Err(anyhow::anyhow!(
+            "verification found {} differences in the model registry",
+            registry.len()
+        ));
+    }
     if !tally.failed.is_empty() {
         bail!(
             "{} runs were skipped: {}",

@@ -7,7 +7,10 @@
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use quiver_store::{Dataset, DatasetInput, LifecycleStage, Metric, Param, RunStatus, Tag};
+use quiver_store::{
+    Dataset, DatasetInput, ImportModelVersion, ImportRegisteredModel, LifecycleStage, Metric,
+    Param, RunStatus, Stage, Tag,
+};
 use rusqlite::{Connection, OpenFlags};
 
 /// An experiment of the source.
@@ -195,6 +198,95 @@ impl MlflowDb {
             }
         }
         Ok(runs)
+    }
+
+    /// Every registered model with its live versions (MLflow marks a deleted version with the
+    /// stage `Deleted_Internal`; its number still counts), tags and aliases.
+    pub(crate) fn registered_models(&self) -> anyhow::Result<Vec<ImportRegisteredModel>> {
+        if !self.has_table("registered_models")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT name, creation_time, last_updated_time, description FROM registered_models \
+             ORDER BY name",
+        )?;
+        let mut models = stmt
+            .query_map([], |r| {
+                Ok(ImportRegisteredModel {
+                    name: r.get(0)?,
+                    creation_time: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                    last_updated_time: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                    description: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                    ..Default::default()
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let text = |r: &rusqlite::Row<'_>, i: usize| -> rusqlite::Result<String> {
+            Ok(r.get::<_, Option<String>>(i)?.unwrap_or_default())
+        };
+        let mut tags = self
+            .conn
+            .prepare("SELECT key, value FROM registered_model_tags WHERE name = ?1 ORDER BY key")?;
+        let mut versions = self.conn.prepare(
+            "SELECT version, creation_time, last_updated_time, user_id, current_stage, \
+             description, source, run_id, run_link FROM model_versions WHERE name = ?1 \
+             ORDER BY version",
+        )?;
+        let mut version_tags = self.conn.prepare(
+            "SELECT key, value FROM model_version_tags WHERE name = ?1 AND version = ?2 ORDER BY key",
+        )?;
+        let mut aliases = self.conn.prepare(
+            "SELECT alias, version FROM registered_model_aliases WHERE name = ?1 ORDER BY alias",
+        )?;
+        for m in &mut models {
+            m.tags = tags
+                .query_map([&m.name], |r| {
+                    Ok(Tag::new(r.get::<_, String>(0)?, text(r, 1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            let all = versions
+                .query_map([&m.name], |r| {
+                    let stage: String = text(r, 4)?;
+                    Ok((
+                        stage,
+                        ImportModelVersion {
+                            version: r.get::<_, i64>(0)?.max(0) as u64,
+                            creation_time: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                            last_updated_time: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                            user_id: text(r, 3)?,
+                            description: text(r, 5)?,
+                            source: text(r, 6)?,
+                            run_id: text(r, 7)?,
+                            run_link: text(r, 8)?,
+                            ..Default::default()
+                        },
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            m.next_version = all.iter().map(|(_, v)| v.version).max().unwrap_or(0) + 1;
+            for (stage, mut v) in all {
+                let Some(stage) = Stage::parse(&stage) else {
+                    continue; // Deleted_Internal
+                };
+                v.stage = stage;
+                v.tags = version_tags
+                    .query_map(rusqlite::params![&m.name, v.version as i64], |r| {
+                        Ok(Tag::new(r.get::<_, String>(0)?, text(r, 1)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                m.versions.push(v);
+            }
+            let live: Vec<u64> = m.versions.iter().map(|v| v.version).collect();
+            m.aliases = aliases
+                .query_map([&m.name], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                })?
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter(|(_, v)| live.contains(v))
+                .collect();
+        }
+        Ok(models)
     }
 
     fn has_table(&self, name: &str) -> anyhow::Result<bool> {

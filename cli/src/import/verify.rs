@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use quiver_store::{Metric, Store};
+use quiver_store::{ImportRegisteredModel, Metric, Store};
 
 use super::sqlite::SourceRun;
 
@@ -186,6 +186,65 @@ pub(crate) fn differences(
         }
     }
     Ok(out)
+}
+
+/// How the registry differs from the source's models (descriptions, tags, each version's
+/// stage, source, run, description, tags and aliases); empty when it agrees.
+pub(crate) fn registry_differences(store: &Store, models: &[ImportRegisteredModel]) -> Vec<String> {
+    let mut out = Vec::new();
+    let sorted = |tags: &[quiver_store::Tag]| {
+        let mut v: Vec<(String, String)> = tags
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    for m in models {
+        let got = match store.get_registered_model(&m.name) {
+            Ok(g) => g,
+            Err(e) => {
+                out.push(format!("model {}: {e}", m.name));
+                continue;
+            }
+        };
+        if got.description != m.description || sorted(&got.tags) != sorted(&m.tags) {
+            out.push(format!("model {}: description or tags differ", m.name));
+        }
+        for v in &m.versions {
+            let n = v.version.to_string();
+            match store.get_model_version(&m.name, &n) {
+                Ok(g) => {
+                    let mut aliases: Vec<&str> = m
+                        .aliases
+                        .iter()
+                        .filter(|(_, to)| *to == v.version)
+                        .map(|(a, _)| a.as_str())
+                        .collect();
+                    aliases.sort();
+                    let mut have: Vec<&str> = g.aliases.iter().map(String::as_str).collect();
+                    have.sort();
+                    if (
+                        g.current_stage,
+                        g.source.as_str(),
+                        g.run_id.as_str(),
+                        g.description.as_str(),
+                    ) != (
+                        v.stage,
+                        v.source.as_str(),
+                        v.run_id.as_str(),
+                        v.description.as_str(),
+                    ) || sorted(&g.tags) != sorted(&v.tags)
+                        || have != aliases
+                    {
+                        out.push(format!("model {} version {n}: differs", m.name));
+                    }
+                }
+                Err(e) => out.push(format!("model {} version {n}: {e}", m.name)),
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
