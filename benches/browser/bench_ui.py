@@ -8,10 +8,11 @@ the median, min and max of each figure. See benches/README.md, "Browser bench".
     python benches/browser/bench_ui.py --quiver target/release/quiver \\
         --python /var/tmp/bench-venv/bin/python --keep-store /var/tmp/bench-ui-store
 
-With --against-mlflow, figures 1 and 2 are measured against quiver server and then, in the
-same invocation, against the real `mlflow server` (its `mlflow` next to --python, one worker,
-a sqlite store kept in --mlflow-store and populated there once with the same REST calls;
-screenshots in /tmp/bench-shots-mlflow), and a table gives both medians and their ratio.
+With --against-mlflow, figures 1 and 2 are measured in the same invocation against quiver
+server and the real `mlflow server` (its `mlflow` next to --python, one worker, a sqlite store
+kept in --mlflow-store and populated there once with the same REST calls; screenshots in
+/tmp/bench-shots-mlflow): one unmeasured load on each, then the repetitions alternate between
+the two servers; a table gives both medians and their ratio.
 
 Figures (--only NAME runs one):
   runs-table     MLflow UI, experiment of 10,000 runs: navigation to run rows visible
@@ -654,27 +655,79 @@ def measure_quiver(args, names):
             stop_server(proc)
 
 
-def measure_mlflow(args, names):
-    """Figures `names` against the real `mlflow server` (one worker, sqlite store kept in
-    --mlflow-store, populated there once through the same REST calls)."""
+def ui_page(name, base, data):
+    """Figure `name` (runs-table or run-metrics) on the server at `base`: (URL, predicate,
+    its argument, screenshot name), as bench_runs_table and bench_run_metrics measure it."""
+    if name == "runs-table":
+        url = f"{base}/#/experiments/{data['runs10k']['experiment_id']}/runs"
+        return url, RUN_ROW_VISIBLE, None, "1-runs-table"
+    d = data["run50"]
+    url = f"{base}/#/experiments/{d['experiment_id']}/runs/{d['run_id']}/model-metrics"
+    return url, CHARTS_DRAWN, CHARTS_IN_VIEW, "2-run-metrics"
+
+
+def measure_against_mlflow(args, names):
+    """Figures `names` (MLflow UI ones) against `quiver server` and the real `mlflow server`
+    (one worker, its sqlite store kept in --mlflow-store and populated there once through the
+    same REST calls), both up at once. Each figure starts with one unmeasured load on each
+    server (mlflow server answers its first requests after a start slowly, ~2.5 s), then
+    alternates: quiver, mlflow, quiver, ... so that both see the same machine load. Returns
+    (quiver figures, mlflow figures)."""
     global SHOTS
-    SHOTS = Path(os.environ.get("BENCH_SHOTS_MLFLOW", "/tmp/bench-shots-mlflow"))
-    root = args.mlflow_store
-    root.mkdir(parents=True, exist_ok=True)
+    shots = {"quiver": SHOTS,
+             "mlflow": Path(os.environ.get("BENCH_SHOTS_MLFLOW", "/tmp/bench-shots-mlflow"))}
+    qroot = args.keep_store or Path(tempfile.mkdtemp(prefix="bench-ui-"))
+    mroot = args.mlflow_store
+    for root in (qroot, mroot):
+        root.mkdir(parents=True, exist_ok=True)
     mlflow = args.mlflow or str(Path(args.python).parent / "mlflow")
-    t = time.monotonic()
-    proc, url = start_mlflow(mlflow, root, root / "server.log")
-    print(f"mlflow server up at {url} in {time.monotonic() - t:.1f} s", flush=True)
+    qproc, qurl = start_server(args.quiver, args.python, qroot / "store", qroot / "server.log")
+    mproc = None
     try:
-        datasets = Datasets(root / "datasets.json", Api(url))
+        t = time.monotonic()
+        mproc, murl = start_mlflow(mlflow, mroot, mroot / "server.log")
+        print(f"mlflow server up at {murl} in {time.monotonic() - t:.1f} s", flush=True)
+        servers = {"quiver": (qurl, Datasets(qroot / "datasets.json", Api(qurl))),
+                   "mlflow": (murl, Datasets(mroot / "datasets.json", Api(murl)))}
+        result = {"quiver": [], "mlflow": []}
         with sync_playwright() as p:
-            browser = Browser(p, url)
+            browsers = {k: Browser(p, url) for k, (url, _) in servers.items()}
             try:
-                return run_benches(browser, datasets, names, args.repeat)
+                for name in names:
+                    data = {k: {d: ds.get(d) for d in NEEDS[name]}
+                            for k, (_, ds) in servers.items()}
+                    print(f"measuring {name} (load average {os.getloadavg()[0]:.2f})...",
+                          flush=True)
+                    figs = {k: rows_of(name)[0] for k in servers}
+                    for rep in range(-1, args.repeat):  # -1: the unmeasured warm-up load
+                        for k, browser in browsers.items():
+                            SHOTS = shots[k]
+                            url, predicate, arg, shot = ui_page(name, browser.base, data[k])
+                            page = browser.page(figs[k] if rep >= 0 else Figure("", "ms", 0))
+                            try:
+                                ms = time_until(page, url, predicate, arg)
+                                if rep == 0:
+                                    print(f"  {k} server, first repetition:", flush=True)
+                                if rep >= 0:
+                                    shoot(page, shot, rep, ms)
+                            finally:
+                                page.context.close()
+                            if rep >= 0:
+                                figs[k].values.append(ms)
+                            print(f"  {k:6} {figs[k].name} "
+                                  f"{'warm-up' if rep < 0 else '#' + str(rep + 1)}: "
+                                  f"{fmt(ms, 'ms')}", flush=True)
+                    print(f"  (load average {os.getloadavg()[0]:.2f})", flush=True)
+                    for k in servers:
+                        result[k].append(figs[k])
             finally:
-                browser.close()
+                for browser in browsers.values():
+                    browser.close()
     finally:
-        stop_server(proc, group=True)
+        stop_server(qproc)
+        if mproc is not None:
+            stop_server(mproc, group=True)
+    return result["quiver"], result["mlflow"]
 
 
 def main():
@@ -700,11 +753,10 @@ def main():
         names = [n for n in names if n in MLFLOW_UI_FIGURES]
         if not names:
             sys.exit(f"--against-mlflow measures only {', '.join(MLFLOW_UI_FIGURES)}")
-    print("== quiver server", flush=True)
-    figures = measure_quiver(args, names)
     if args.against_mlflow:
-        print("== mlflow server", flush=True)
-        theirs = measure_mlflow(args, names)
+        figures, theirs = measure_against_mlflow(args, names)
+    else:
+        figures = measure_quiver(args, names)
     print("\nresponses >= 400 from quiver server during the measurements:")
     print_errors(figures)
     if args.against_mlflow:
