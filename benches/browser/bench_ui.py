@@ -742,7 +742,8 @@ def main():
                         help="keep the store (and what was logged) in this directory and reuse it")
     parser.add_argument("--against-mlflow", action="store_true",
                         help="measure the MLflow UI figures (1, 2) against quiver server and "
-                             "then the real `mlflow server`, and print both medians and ratio")
+                             "the real `mlflow server` (alternating), and print both medians "
+                             "and their ratio")
     parser.add_argument("--mlflow", help="the mlflow command (default: next to --python)")
     parser.add_argument("--mlflow-store", type=Path, default=Path("/var/tmp/bench-mlflow-store"),
                         help="the mlflow server's sqlite store, kept and reused")
