@@ -8,6 +8,12 @@ the median, min and max of each figure. See benches/README.md, "Browser bench".
     python benches/browser/bench_ui.py --quiver target/release/quiver \\
         --python /var/tmp/bench-venv/bin/python --keep-store /var/tmp/bench-ui-store
 
+With --against-mlflow, figures 1 and 2 are measured in the same invocation against quiver
+server and the real `mlflow server` (its `mlflow` next to --python, one worker, a sqlite store
+kept in --mlflow-store and populated there once with the same REST calls; screenshots in
+/tmp/bench-shots-mlflow): one unmeasured load on each, then the repetitions alternate between
+the two servers; a table gives both medians and their ratio.
+
 Figures (--only NAME runs one):
   runs-table     MLflow UI, experiment of 10,000 runs: navigation to run rows visible
   run-metrics    MLflow UI, run with 50 metrics: navigation to its metric charts drawn
@@ -51,6 +57,7 @@ TIMEOUT_MS = 120_000
 T0_MS = 1_700_000_000_000  # timestamps of the logged points: T0 + 100 ms per step
 COMPARE_KEYS = [f"m{k}" for k in range(10)]  # the metrics of the compare view's 100 runs
 
+MLFLOW_UI_FIGURES = ["runs-table", "run-metrics"]  # measurable against mlflow server too
 STUDIO_FIGURES = ["compare-1", "compare-10", "big-series", "studio-weight"]
 # The data sets each figure needs (populated once per store, see Datasets).
 NEEDS = {"runs-table": ["runs10k"], "run-metrics": ["run50"], "compare-1": ["compare100"],
@@ -112,14 +119,49 @@ def start_server(quiver, python, store, log_path):
             time.sleep(0.1)
 
 
-def stop_server(proc):
-    """Stops the server (SIGTERM, then SIGKILL after 10 s)."""
+def start_mlflow(mlflow, root, log_path):
+    """Starts the real `mlflow server` (one worker) on the sqlite store `root`/mlflow.db, in a
+    process group of its own (it runs uvicorn as a child), and waits for /health; returns
+    (process, base URL)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(log_path, "ab")
+    proc = subprocess.Popen(
+        [mlflow, "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
+         "--default-artifact-root", str(root / "artifacts"), "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=5).read()
+            return proc, url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                os.killpg(proc.pid, 9)
+                sys.exit(f"mlflow server did not start (exit code {proc.poll()}), see {log_path}")
+            time.sleep(0.2)
+
+
+def stop_server(proc, group=False):
+    """Stops the server (SIGTERM, then SIGKILL after 10 s); `group`: its whole process group
+    (the one start_mlflow made for it)."""
+    def signal(sig):
+        if group:
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+        else:
+            proc.send_signal(sig)
+
     if proc.poll() is None:
-        proc.terminate()
+        signal(15)
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            signal(9)
             proc.wait()
 
 
@@ -581,6 +623,113 @@ def run_benches(browser, datasets, names, repeats):
     return figures
 
 
+def print_ratio_table(quiver, mlflow):
+    """Figures measured against both servers, as Markdown: both medians and their ratio."""
+    rows = [["figure", "quiver median", "mlflow server median", "ratio quiver/mlflow"]]
+    for q, m in zip(quiver, mlflow):
+        if q.values and m.values:
+            mq, mm = statistics.median(q.values), statistics.median(m.values)
+            rows.append([q.name, fmt(mq, q.unit), fmt(mm, m.unit), f"{mq / mm:.2f}"])
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for n, r in enumerate(rows):
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+        if n == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+
+
+def measure_quiver(args, names):
+    """Figures `names` against `quiver server`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.keep_store or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        proc, url = start_server(args.quiver, args.python, root / "store", root / "server.log")
+        try:
+            datasets = Datasets(root / "datasets.json", Api(url))
+            with sync_playwright() as p:
+                browser = Browser(p, url)
+                try:
+                    return run_benches(browser, datasets, names, args.repeat)
+                finally:
+                    browser.close()
+        finally:
+            stop_server(proc)
+
+
+def ui_page(name, base, data):
+    """Figure `name` (runs-table or run-metrics) on the server at `base`: (URL, predicate,
+    its argument, screenshot name), as bench_runs_table and bench_run_metrics measure it."""
+    if name == "runs-table":
+        url = f"{base}/#/experiments/{data['runs10k']['experiment_id']}/runs"
+        return url, RUN_ROW_VISIBLE, None, "1-runs-table"
+    d = data["run50"]
+    url = f"{base}/#/experiments/{d['experiment_id']}/runs/{d['run_id']}/model-metrics"
+    return url, CHARTS_DRAWN, CHARTS_IN_VIEW, "2-run-metrics"
+
+
+def measure_against_mlflow(args, names):
+    """Figures `names` (MLflow UI ones) against `quiver server` and the real `mlflow server`
+    (one worker, its sqlite store kept in --mlflow-store and populated there once through the
+    same REST calls), both up at once. Each figure starts with one unmeasured load on each
+    server (mlflow server answers its first requests after a start slowly, ~2.5 s), then
+    alternates: quiver, mlflow, quiver, ... so that both see the same machine load. Returns
+    (quiver figures, mlflow figures)."""
+    global SHOTS
+    shots = {"quiver": SHOTS,
+             "mlflow": Path(os.environ.get("BENCH_SHOTS_MLFLOW", "/tmp/bench-shots-mlflow"))}
+    qroot = args.keep_store or Path(tempfile.mkdtemp(prefix="bench-ui-"))
+    mroot = args.mlflow_store
+    for root in (qroot, mroot):
+        root.mkdir(parents=True, exist_ok=True)
+    mlflow = args.mlflow or str(Path(args.python).parent / "mlflow")
+    qproc, qurl = start_server(args.quiver, args.python, qroot / "store", qroot / "server.log")
+    mproc = None
+    try:
+        t = time.monotonic()
+        mproc, murl = start_mlflow(mlflow, mroot, mroot / "server.log")
+        print(f"mlflow server up at {murl} in {time.monotonic() - t:.1f} s", flush=True)
+        servers = {"quiver": (qurl, Datasets(qroot / "datasets.json", Api(qurl))),
+                   "mlflow": (murl, Datasets(mroot / "datasets.json", Api(murl)))}
+        result = {"quiver": [], "mlflow": []}
+        with sync_playwright() as p:
+            browsers = {k: Browser(p, url) for k, (url, _) in servers.items()}
+            try:
+                for name in names:
+                    data = {k: {d: ds.get(d) for d in NEEDS[name]}
+                            for k, (_, ds) in servers.items()}
+                    print(f"measuring {name} (load average {os.getloadavg()[0]:.2f})...",
+                          flush=True)
+                    figs = {k: rows_of(name)[0] for k in servers}
+                    for rep in range(-1, args.repeat):  # -1: the unmeasured warm-up load
+                        for k, browser in browsers.items():
+                            SHOTS = shots[k]
+                            url, predicate, arg, shot = ui_page(name, browser.base, data[k])
+                            page = browser.page(figs[k] if rep >= 0 else Figure("", "ms", 0))
+                            try:
+                                ms = time_until(page, url, predicate, arg)
+                                if rep == 0:
+                                    print(f"  {k} server, first repetition:", flush=True)
+                                if rep >= 0:
+                                    shoot(page, shot, rep, ms)
+                            finally:
+                                page.context.close()
+                            if rep >= 0:
+                                figs[k].values.append(ms)
+                            print(f"  {k:6} {figs[k].name} "
+                                  f"{'warm-up' if rep < 0 else '#' + str(rep + 1)}: "
+                                  f"{fmt(ms, 'ms')}", flush=True)
+                    print(f"  (load average {os.getloadavg()[0]:.2f})", flush=True)
+                    for k in servers:
+                        result[k].append(figs[k])
+            finally:
+                for browser in browsers.values():
+                    browser.close()
+    finally:
+        stop_server(qproc)
+        if mproc is not None:
+            stop_server(mproc, group=True)
+    return result["quiver"], result["mlflow"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -591,27 +740,36 @@ def main():
     parser.add_argument("--only", choices=list(BENCHES), help="run one figure")
     parser.add_argument("--keep-store", type=Path,
                         help="keep the store (and what was logged) in this directory and reuse it")
+    parser.add_argument("--against-mlflow", action="store_true",
+                        help="measure the MLflow UI figures (1, 2) against quiver server and "
+                             "the real `mlflow server` (alternating), and print both medians "
+                             "and their ratio")
+    parser.add_argument("--mlflow", help="the mlflow command (default: next to --python)")
+    parser.add_argument("--mlflow-store", type=Path, default=Path("/var/tmp/bench-mlflow-store"),
+                        help="the mlflow server's sqlite store, kept and reused")
     args = parser.parse_args()
 
     names = [args.only] if args.only else list(BENCHES)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = args.keep_store or Path(tmp)
-        root.mkdir(parents=True, exist_ok=True)
-        proc, url = start_server(args.quiver, args.python, root / "store", root / "server.log")
-        try:
-            datasets = Datasets(root / "datasets.json", Api(url))
-            with sync_playwright() as p:
-                browser = Browser(p, url)
-                try:
-                    figures = run_benches(browser, datasets, names, args.repeat)
-                finally:
-                    browser.close()
-        finally:
-            stop_server(proc)
-    print("\nresponses >= 400 from the server during the measurements:")
+    if args.against_mlflow:
+        names = [n for n in names if n in MLFLOW_UI_FIGURES]
+        if not names:
+            sys.exit(f"--against-mlflow measures only {', '.join(MLFLOW_UI_FIGURES)}")
+    if args.against_mlflow:
+        figures, theirs = measure_against_mlflow(args, names)
+    else:
+        figures = measure_quiver(args, names)
+    print("\nresponses >= 400 from quiver server during the measurements:")
     print_errors(figures)
+    if args.against_mlflow:
+        print("responses >= 400 from mlflow server during the measurements:")
+        print_errors(theirs)
     print()
     print_table(figures)
+    if args.against_mlflow:
+        print("\nmlflow server:")
+        print_table(theirs)
+        print()
+        print_ratio_table(figures, theirs)
 
 
 if __name__ == "__main__":
