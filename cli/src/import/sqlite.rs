@@ -56,6 +56,20 @@ impl std::fmt::Debug for MlflowDb {
     }
 }
 
+/// The (key, value) rows a statement answers for `params`, as tags (a NULL value is "").
+fn key_values(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<Tag>> {
+    stmt.query_map(params, |r| {
+        Ok(Tag::new(
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+        ))
+    })?
+    .collect()
+}
+
 fn stage(s: Option<String>) -> LifecycleStage {
     match s.as_deref() {
         Some("deleted") => LifecycleStage::Deleted,
@@ -125,14 +139,7 @@ impl MlflowDb {
         )?;
         for e in &mut out {
             let id: i64 = e.id.parse()?;
-            e.tags = tags
-                .query_map([id], |r| {
-                    Ok(Tag::new(
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                    ))
-                })?
-                .collect::<Result<_, _>>()?;
+            e.tags = key_values(&mut tags, [id])?;
         }
         Ok(out)
     }
@@ -178,19 +185,11 @@ impl MlflowDb {
             .conn
             .prepare("SELECT key, value FROM params WHERE run_uuid = ?1 ORDER BY key")?;
         for run in &mut runs {
-            run.tags = tags
-                .query_map([&run.id], |r| {
-                    Ok(Tag::new(
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                    ))
-                })?
-                .collect::<Result<_, _>>()?;
-            run.params = params
-                .query_map([&run.id], |r| {
-                    Ok(Param::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })?
-                .collect::<Result<_, _>>()?;
+            run.tags = key_values(&mut tags, [&run.id])?;
+            run.params = key_values(&mut params, [&run.id])?
+                .into_iter()
+                .map(|t| Param::new(t.key, t.value))
+                .collect();
         }
         if self.has_table("inputs")? && self.has_table("datasets")? {
             for run in &mut runs {
@@ -239,11 +238,7 @@ impl MlflowDb {
             "SELECT alias, version FROM registered_model_aliases WHERE name = ?1 ORDER BY alias",
         )?;
         for m in &mut models {
-            m.tags = tags
-                .query_map([&m.name], |r| {
-                    Ok(Tag::new(r.get::<_, String>(0)?, text(r, 1)?))
-                })?
-                .collect::<Result<_, _>>()?;
+            m.tags = key_values(&mut tags, [&m.name])?;
             let all = versions
                 .query_map([&m.name], |r| {
                     let stage: String = text(r, 4)?;
@@ -269,11 +264,10 @@ impl MlflowDb {
                     continue; // Deleted_Internal
                 };
                 v.stage = stage;
-                v.tags = version_tags
-                    .query_map(rusqlite::params![&m.name, v.version as i64], |r| {
-                        Ok(Tag::new(r.get::<_, String>(0)?, text(r, 1)?))
-                    })?
-                    .collect::<Result<_, _>>()?;
+                v.tags = key_values(
+                    &mut version_tags,
+                    rusqlite::params![&m.name, v.version as i64],
+                )?;
                 m.versions.push(v);
             }
             let live: Vec<u64> = m.versions.iter().map(|v| v.version).collect();
@@ -326,11 +320,7 @@ impl MlflowDb {
         let mut out = Vec::new();
         for row in rows {
             let (uuid, dataset) = row?;
-            let tags = tags
-                .query_map([&uuid], |r| {
-                    Ok(Tag::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })?
-                .collect::<Result<_, _>>()?;
+            let tags = key_values(&mut tags, [&uuid])?;
             out.push(DatasetInput { tags, dataset });
         }
         Ok(out)

@@ -72,6 +72,27 @@ impl SeriesSums {
     }
 }
 
+/// (name, digest, tag count) of each dataset input, sorted: what an import must keep.
+fn input_keys(inputs: &[quiver_store::DatasetInput]) -> Vec<(&str, &str, usize)> {
+    let mut v: Vec<_> = inputs
+        .iter()
+        .map(|i| {
+            (
+                i.dataset.name.as_str(),
+                i.dataset.digest.as_str(),
+                i.tags.len(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Keys and values, to compare as sets.
+fn pairs<'a>(kv: impl Iterator<Item = (&'a String, &'a String)>) -> HashMap<&'a str, &'a str> {
+    kv.map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
 /// The differences between a source run (with the sums of its points) and the same run in the
 /// store; empty when they agree.
 pub(crate) fn differences(
@@ -115,61 +136,22 @@ pub(crate) fn differences(
         i.user_id == src.user_id,
         format!("{} != {}", i.user_id, src.user_id),
     );
-    let params: HashMap<&str, &str> = run
-        .params
-        .iter()
-        .map(|p| (p.key.as_str(), p.value.as_str()))
-        .collect();
-    let src_params: HashMap<&str, &str> = src
-        .params
-        .iter()
-        .map(|p| (p.key.as_str(), p.value.as_str()))
-        .collect();
+    let params = pairs(run.params.iter().map(|p| (&p.key, &p.value)));
+    let src_params = pairs(src.params.iter().map(|p| (&p.key, &p.value)));
     check(
         "params",
         params == src_params,
         format!("{} != {} params", params.len(), src_params.len()),
     );
-    let tags: HashMap<&str, &str> = run
-        .tags
-        .iter()
-        .map(|t| (t.key.as_str(), t.value.as_str()))
-        .collect();
-    let src_tags: HashMap<&str, &str> = src
-        .tags
-        .iter()
-        .map(|t| (t.key.as_str(), t.value.as_str()))
-        .collect();
+    let tags = pairs(run.tags.iter().map(|t| (&t.key, &t.value)));
+    let src_tags = pairs(src.tags.iter().map(|t| (&t.key, &t.value)));
     let missing_tags = src_tags
         .iter()
         .filter(|(k, v)| tags.get(*k) != Some(v))
         .count();
     check("tags", missing_tags == 0, format!("{missing_tags} differ"));
-    let inputs: Vec<(&str, &str, usize)> = run
-        .dataset_inputs
-        .iter()
-        .map(|i| {
-            (
-                i.dataset.name.as_str(),
-                i.dataset.digest.as_str(),
-                i.tags.len(),
-            )
-        })
-        .collect();
-    let mut src_inputs: Vec<(&str, &str, usize)> = src
-        .inputs
-        .iter()
-        .map(|i| {
-            (
-                i.dataset.name.as_str(),
-                i.dataset.digest.as_str(),
-                i.tags.len(),
-            )
-        })
-        .collect();
-    let mut sorted = inputs.clone();
-    sorted.sort();
-    src_inputs.sort();
+    let sorted = input_keys(&run.dataset_inputs);
+    let src_inputs = input_keys(&src.inputs);
     check(
         "dataset inputs",
         sorted == src_inputs,
