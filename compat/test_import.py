@@ -215,3 +215,27 @@ def test_bad_sources_get_clear_errors(source):
         dry = quiver_import(f"sqlite:///{tmp}/mlflow.db", Path(out) / "s", "--dry-run")
         assert dry.returncode == 0 and "would import 4 runs" in dry.stdout, dry.stdout
         assert not (Path(out) / "s").exists(), "a dry run changes nothing"
+
+
+def test_an_experiment_that_was_here_keeps_its_stage(source):
+    """The source's deleted experiment "old" is matched by name with an active one already in
+    the store: that one stays active (only experiments the import creates take the source's
+    stage)."""
+    _, db, _ = source
+    with tempfile.TemporaryDirectory() as out:
+        store = Path(out) / "store"
+        server, url = start_server(store)
+        try:
+            MlflowClient(tracking_uri=url).create_experiment("old")
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait()
+        done = quiver_import(db, store)
+        assert done.returncode == 0, done.stdout + done.stderr
+        server, url = start_server(store)
+        try:
+            c = MlflowClient(tracking_uri=url)
+            assert c.get_experiment_by_name("old").lifecycle_stage == "active"
+            assert c.get_experiment_by_name("imported").lifecycle_stage == "active"
+        finally:
+            stop_server(server)

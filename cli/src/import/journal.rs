@@ -1,4 +1,5 @@
-//! The record of an import in progress: the runs imported completely, one id per line in
+//! The record of an import in progress: the runs imported completely (and the experiments it
+//! created, as `experiment:<id>`), one entry per line in
 //! `<store>/import/<source digest>.done`, appended and fsynced as each run completes. A run in
 //! the store but not in the journal was cut off (Ctrl-C, kill -9) and is imported again from
 //! the start; a run in the journal is skipped. So an import can be repeated and resumed.

@@ -187,6 +187,10 @@ fn import_into(
             })
             .map_err(admin::store_error)
             .with_context(|| format!("experiment {} ({})", e.id, e.name))?;
+        if got.created {
+            // Recorded so that a resumed import still gives it its stage (below).
+            journal.mark_done(&experiment_entry(&got.experiment_id))?;
+        }
         if got.experiment_id != e.id {
             moved.push(format!("{}\t{}\t{}", e.id, got.experiment_id, e.name));
         }
@@ -251,10 +255,15 @@ fn import_into(
         }
     }
     bar.finish_and_clear();
+    // Deleted experiments are deleted, but only those this import created: an experiment of the
+    // same name that was here before keeps its stage.
     for e in &experiments {
-        store
-            .finish_imported_experiment(&ids[&e.id], e.stage, e.last_update_time)
-            .map_err(admin::store_error)?;
+        let id = &ids[&e.id];
+        if journal.is_done(&experiment_entry(id)) {
+            store
+                .finish_imported_experiment(id, e.stage, e.last_update_time)
+                .map_err(admin::store_error)?;
+        }
     }
     // The registry, each model whole, after the runs its versions name.
     let models = db.registered_models()?;
@@ -421,6 +430,11 @@ fn verify_all(
         "verification found {} differences between the source and the store",
         problems.len()
     )
+}
+
+/// The journal's entry for an experiment this import created.
+fn experiment_entry(id: &str) -> String {
+    format!("experiment:{id}")
 }
 
 /// A file next to the import's journal.
