@@ -23,7 +23,7 @@ use quiver_store::{ImportExperiment, LifecycleStage, RunInfo, Store, IMPORT_BATC
 use crate::admin;
 use feed::Reader;
 use journal::Journal;
-use sqlite::{MlflowDb, SourceRun};
+use sqlite::{MlflowDb, SourceExperiment, SourceRun};
 use verify::SeriesSums;
 
 /// What `quiver import` imports from.
@@ -132,7 +132,15 @@ fn import_mlflow(args: &MlflowArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.store)
         .map_err(admin::store_error)
         .with_context(|| format!("opening the store {}", args.store.display()))?;
-    let result = import_into(&store, args, &db, &path, &source, total_points);
+    let src = Source {
+        db: &db,
+        path: &path,
+        id: &source,
+        experiments: &experiments,
+        runs: &runs,
+        total_points,
+    };
+    let result = import_into(&store, args, &src);
     admin::close(store)?;
     result
 }
@@ -160,23 +168,26 @@ fn dry_run(args: &MlflowArgs, source: &str, runs: &[SourceRun]) -> anyhow::Resul
     Ok(())
 }
 
-fn import_into(
-    store: &Store,
-    args: &MlflowArgs,
-    db: &MlflowDb,
-    path: &Path,
-    source: &str,
+/// The source as read once: the database, its path and identity, its experiments and runs.
+struct Source<'a> {
+    db: &'a MlflowDb,
+    path: &'a Path,
+    /// The canonical path, which names the import's journal.
+    id: &'a str,
+    experiments: &'a [SourceExperiment],
+    runs: &'a [SourceRun],
     total_points: u64,
-) -> anyhow::Result<()> {
+}
+
+fn import_into(store: &Store, args: &MlflowArgs, src: &Source<'_>) -> anyhow::Result<()> {
     let started = Instant::now();
-    let experiments = db.experiments()?;
-    let runs = db.runs()?;
+    let (db, source, experiments, runs) = (src.db, src.id, src.experiments, src.runs);
     let mut journal = Journal::open(&args.store, source)?;
 
     // Experiments: matched by name, ids kept where free.
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut moved = Vec::new();
-    for e in &experiments {
+    for e in experiments {
         let got = store
             .import_experiment(&ImportExperiment {
                 experiment_id: e.id.clone(),
@@ -214,7 +225,7 @@ fn import_into(
     }
 
     // Runs, one at a time, each recorded in the journal when complete.
-    let bar = ProgressBar::new(total_points).with_style(
+    let bar = ProgressBar::new(src.total_points).with_style(
         ProgressStyle::with_template(
             "{prefix} [{bar:30}] {human_pos}/{human_len} points, {per_sec} {msg}",
         )
@@ -227,7 +238,7 @@ fn import_into(
     let todo: Vec<&SourceRun> = runs.iter().filter(|r| !journal.is_done(&r.id)).collect();
     tally.runs_already = (runs.len() - todo.len()) as u64;
     let reader = Reader::start(
-        path.to_path_buf(),
+        src.path.to_path_buf(),
         todo.iter().map(|r| r.id.clone()).collect(),
     );
     for (i, run) in todo.iter().enumerate() {
@@ -257,7 +268,7 @@ fn import_into(
     bar.finish_and_clear();
     // Deleted experiments are deleted, but only those this import created: an experiment of the
     // same name that was here before keeps its stage.
-    for e in &experiments {
+    for e in experiments {
         let id = &ids[&e.id];
         if journal.is_done(&experiment_entry(id)) {
             store
@@ -291,7 +302,7 @@ fn import_into(
         models.iter().map(|m| m.versions.len()).sum::<usize>(),
         models.len() as u64 - made
     );
-    let mut verified = verify_all(store, db, args, &runs, &tally, &mut sums);
+    let mut verified = verify_all(store, db, args, runs, &tally, &mut sums);
     let registry = verify::registry_differences(store, &models);
     if verified.is_ok() && !registry.is_empty() {
         for p in registry.iter().take(50) {
