@@ -1,5 +1,6 @@
-//! A source run's artifact files: where they are, copying them into the store (under the run's
-//! `<experiment>/<run>/artifacts/` path, content-addressed as any artifact), and comparing.
+//! A source run's artifact files: where a file-based source keeps them, copying them into the
+//! store (under the run's `<experiment>/<run>/artifacts/` path, content-addressed as any
+//! artifact), and comparing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,17 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use quiver_store::Store;
 
-use super::sqlite::SourceRun;
+use super::source::{Source, SourceFile, SourceRun};
 use crate::admin;
-
-/// A file under a run's artifact directory.
-#[derive(Debug, Clone)]
-pub(crate) struct SourceFile {
-    /// Its path relative to the artifact directory, with `/` separators.
-    pub(crate) rel: String,
-    pub(crate) path: PathBuf,
-    pub(crate) size: u64,
-}
 
 /// The local directory of a source run's artifacts, if it has one that exists: its
 /// `mlflow-artifacts:/<path>` under `root`, or its `file://` or absolute path (else, with a
@@ -65,7 +57,7 @@ pub(crate) fn files(dir: &Path) -> anyhow::Result<Vec<SourceFile>> {
                 let size = entry.metadata()?.len();
                 out.push(SourceFile {
                     rel,
-                    path: entry.path(),
+                    location: entry.path().to_string_lossy().into_owned(),
                     size,
                 });
             }
@@ -87,17 +79,27 @@ fn store_root(store: &Store, run_id: &str) -> anyhow::Result<String> {
         .with_context(|| format!("the run's artifact location {uri} is not in this store"))
 }
 
-/// Copies the files under `dir` into run `run_id`'s artifacts; returns (files, bytes).
-pub(crate) fn copy(store: &Store, run_id: &str, dir: &Path) -> anyhow::Result<(u64, u64)> {
-    let root = store_root(store, run_id)?;
+/// Opens a file [`files`] listed.
+pub(crate) fn open_local(file: &SourceFile) -> anyhow::Result<Box<dyn std::io::Read + Send>> {
+    let f = std::fs::File::open(&file.location)
+        .with_context(|| format!("opening {}", file.location))?;
+    Ok(Box::new(f))
+}
+
+/// Copies the source's artifact files of `run` into the store's; returns (files, bytes).
+pub(crate) fn copy(
+    store: &Store,
+    source: &dyn Source,
+    run: &SourceRun,
+) -> anyhow::Result<(u64, u64)> {
+    let root = store_root(store, &run.id)?;
     let (mut n, mut bytes) = (0, 0);
-    for f in files(dir)? {
-        let file = std::fs::File::open(&f.path)
-            .with_context(|| format!("opening {}", f.path.display()))?;
+    for f in source.artifact_files(run)? {
+        let reader = source.open_artifact(&f)?;
         store
-            .put_artifact(&format!("{root}/{}", f.rel), file)
+            .put_artifact(&format!("{root}/{}", f.rel), reader)
             .map_err(admin::store_error)
-            .with_context(|| format!("artifact {}", f.path.display()))?;
+            .with_context(|| format!("artifact {}", f.location))?;
         n += 1;
         bytes += f.size;
     }
@@ -132,11 +134,15 @@ fn stored(store: &Store, run_id: &str) -> anyhow::Result<BTreeMap<String, u64>> 
     Ok(out)
 }
 
-/// How run `run_id`'s artifacts in the store differ from the files under `dir`.
-pub(crate) fn differences(store: &Store, run_id: &str, dir: &Path) -> anyhow::Result<Vec<String>> {
-    let have = stored(store, run_id)?;
+/// How the artifacts of `run` in the store differ from the source's.
+pub(crate) fn differences(
+    store: &Store,
+    source: &dyn Source,
+    run: &SourceRun,
+) -> anyhow::Result<Vec<String>> {
+    let have = stored(store, &run.id)?;
     let mut out = Vec::new();
-    for f in files(dir)? {
+    for f in source.artifact_files(run)? {
         match have.get(&f.rel) {
             Some(&size) if size == f.size => {}
             Some(&size) => out.push(format!(

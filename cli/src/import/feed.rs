@@ -1,15 +1,14 @@
 //! The source's metric points, read on a thread of their own while the store writes the
-//! previous batch: reading SQLite and writing the store each take about half the time of an
+//! previous batch: reading the source and writing the store each take about half the time of an
 //! import, so they overlap. Batches come in run order, each run's followed by its end.
 
-use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread::JoinHandle;
 
 use anyhow::anyhow;
 use quiver_store::{Metric, IMPORT_BATCH};
 
-use super::sqlite::MlflowDb;
+use super::source::PointReader;
 
 /// Batches read ahead of the store: bounds the memory held (a few batches of 50,000 points).
 const AHEAD: usize = 3;
@@ -23,7 +22,7 @@ pub(crate) enum Feed {
     End(anyhow::Result<()>),
 }
 
-/// The reader: batches of the runs `run_ids`, in that order, from the database at `path`.
+/// The reader: batches of the runs it was given, in that order.
 #[derive(Debug)]
 pub(crate) struct Reader {
     rx: Receiver<Feed>,
@@ -31,19 +30,12 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
-    /// Starts reading.
-    pub(crate) fn start(path: PathBuf, run_ids: Vec<String>) -> Reader {
+    /// Starts reading the runs `run_ids` with `source`.
+    pub(crate) fn start(mut source: Box<dyn PointReader>, run_ids: Vec<String>) -> Reader {
         let (tx, rx) = sync_channel(AHEAD);
         let thread = std::thread::spawn(move || {
-            let db = match MlflowDb::open(&path) {
-                Ok(db) => db,
-                Err(e) => {
-                    let _ = tx.send(Feed::End(Err(e)));
-                    return;
-                }
-            };
             for id in run_ids {
-                let read = db.metrics(&id, IMPORT_BATCH, |batch| {
+                let read = source.metrics(&id, IMPORT_BATCH, &mut |batch| {
                     tx.send(Feed::Points(batch))
                         .map_err(|_| anyhow!("the import stopped"))
                 });
@@ -63,7 +55,7 @@ impl Reader {
         match self.rx.recv() {
             Ok(Feed::Points(batch)) => Ok(Some(batch)),
             Ok(Feed::End(result)) => result.map(|()| None),
-            Err(_) => Err(anyhow!("the database reader stopped")),
+            Err(_) => Err(anyhow!("the source reader stopped")),
         }
     }
 

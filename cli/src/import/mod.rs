@@ -9,6 +9,8 @@
 mod artifacts;
 mod feed;
 mod journal;
+mod mlruns;
+mod source;
 mod sqlite;
 mod verify;
 
@@ -23,7 +25,7 @@ use quiver_store::{ImportExperiment, LifecycleStage, RunInfo, Store, IMPORT_BATC
 use crate::admin;
 use feed::Reader;
 use journal::Journal;
-use sqlite::{MlflowDb, SourceExperiment, SourceRun};
+use source::{Source, SourceRun};
 use verify::SeriesSums;
 
 /// What `quiver import` imports from.
@@ -76,12 +78,14 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// The database file a `--from` names.
-fn database_path(from: &str) -> anyhow::Result<PathBuf> {
+/// The source a `--from` names: an MLflow database file or an `mlruns/` directory.
+fn open_source(args: &MlflowArgs) -> anyhow::Result<Box<dyn Source>> {
+    let from = args.from.as_str();
     if from.starts_with("http://") || from.starts_with("https://") {
-        bail!("importing from a running MLflow server is not supported yet: give its database file (sqlite:///path/mlflow.db)");
+        bail!("importing from a running MLflow server is not supported yet: give its database file (sqlite:///path/mlflow.db) or its mlruns/ directory");
     }
-    let path = PathBuf::from(from.strip_prefix("sqlite:///").unwrap_or(from));
+    let file_uri = from.strip_prefix("file://");
+    let path = PathBuf::from(file_uri.or(from.strip_prefix("sqlite:///")).unwrap_or(from));
     if !path.exists() && from.starts_with("sqlite:///") && Path::new("/").join(&path).is_file() {
         // SQLAlchemy's rule, which MLflow follows: three slashes and a relative path.
         bail!(
@@ -92,9 +96,19 @@ fn database_path(from: &str) -> anyhow::Result<PathBuf> {
         );
     }
     if path.is_dir() {
-        bail!("{}: a directory (an mlruns/ file store?); importing MLflow's file store is not supported yet: give a database file (sqlite:///path/mlflow.db)", path.display());
+        if from.starts_with("sqlite:") {
+            bail!("{}: a directory, not a database file", path.display());
+        }
+        let skip = args.on_error == OnError::Skip;
+        return Ok(Box::new(mlruns::FileStore::open(&path, skip)?));
     }
-    Ok(path)
+    if file_uri.is_some() {
+        bail!("{}: not an mlruns/ directory", path.display());
+    }
+    Ok(Box::new(sqlite::DbSource::open(
+        &path,
+        args.artifacts.clone(),
+    )?))
 }
 
 /// The user the registry's history names for imported models.
@@ -112,49 +126,35 @@ struct Tally {
 }
 
 fn import_mlflow(args: &MlflowArgs) -> anyhow::Result<()> {
-    let path = database_path(&args.from)?;
-    let db = MlflowDb::open(&path)?;
-    let experiments = db.experiments()?;
-    let runs = db.runs()?;
-    let total_points = db.point_count()?;
-    let source = std::fs::canonicalize(&path)?.display().to_string();
+    let source = open_source(args)?;
+    let total_points = source.point_count()?;
     println!(
-        "{}: MLflow database (schema {}), {} experiments, {} runs, {} metric points",
-        path.display(),
-        db.revision,
-        experiments.len(),
-        runs.len(),
+        "{}, {} experiments, {} runs, {} metric points",
+        source.describe(),
+        source.experiments().len(),
+        source.runs().len(),
         total_points
     );
     if args.dry_run {
-        return dry_run(args, &source, &runs);
+        return dry_run(args, source.as_ref());
     }
     let store = Store::open(&args.store)
         .map_err(admin::store_error)
         .with_context(|| format!("opening the store {}", args.store.display()))?;
-    let src = Source {
-        db: &db,
-        path: &path,
-        id: &source,
-        experiments: &experiments,
-        runs: &runs,
-        total_points,
-    };
-    let result = import_into(&store, args, &src);
+    let result = import_into(&store, args, source.as_ref(), total_points);
     admin::close(store)?;
     result
 }
 
-fn dry_run(args: &MlflowArgs, source: &str, runs: &[SourceRun]) -> anyhow::Result<()> {
-    let journal = Journal::open(&args.store, source)?;
+fn dry_run(args: &MlflowArgs, source: &dyn Source) -> anyhow::Result<()> {
+    let journal = Journal::open(&args.store, source.identity())?;
+    let runs = source.runs();
     let done = runs.iter().filter(|r| journal.is_done(&r.id)).count();
     let (mut files, mut bytes) = (0u64, 0u64);
     for r in runs {
-        if let Some(dir) = artifacts::source_dir(r, args.artifacts.as_deref()) {
-            for f in artifacts::files(&dir)? {
-                files += 1;
-                bytes += f.size;
-            }
+        for f in source.artifact_files(r)? {
+            files += 1;
+            bytes += f.size;
         }
     }
     println!(
@@ -168,20 +168,14 @@ fn dry_run(args: &MlflowArgs, source: &str, runs: &[SourceRun]) -> anyhow::Resul
     Ok(())
 }
 
-/// The source as read once: the database, its path and identity, its experiments and runs.
-struct Source<'a> {
-    db: &'a MlflowDb,
-    path: &'a Path,
-    /// The canonical path, which names the import's journal.
-    id: &'a str,
-    experiments: &'a [SourceExperiment],
-    runs: &'a [SourceRun],
+fn import_into(
+    store: &Store,
+    args: &MlflowArgs,
+    src: &dyn Source,
     total_points: u64,
-}
-
-fn import_into(store: &Store, args: &MlflowArgs, src: &Source<'_>) -> anyhow::Result<()> {
+) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (db, source, experiments, runs) = (src.db, src.id, src.experiments, src.runs);
+    let (source, experiments, runs) = (src.identity(), src.experiments(), src.runs());
     let mut journal = Journal::open(&args.store, source)?;
 
     // Experiments: matched by name, ids kept where free.
@@ -225,7 +219,7 @@ fn import_into(store: &Store, args: &MlflowArgs, src: &Source<'_>) -> anyhow::Re
     }
 
     // Runs, one at a time, each recorded in the journal when complete.
-    let bar = ProgressBar::new(src.total_points).with_style(
+    let bar = ProgressBar::new(total_points).with_style(
         ProgressStyle::with_template(
             "{prefix} [{bar:30}] {human_pos}/{human_len} points, {per_sec} {msg}",
         )
@@ -234,16 +228,20 @@ fn import_into(store: &Store, args: &MlflowArgs, src: &Source<'_>) -> anyhow::Re
     );
     bar.set_prefix("runs");
     let mut tally = Tally::default();
+    for (what, why) in src.unreadable() {
+        println!("skipped {what}: {why}");
+        tally.failed.push((what.clone(), why.clone()));
+    }
     let mut sums: HashMap<String, SeriesSums> = HashMap::new();
     let todo: Vec<&SourceRun> = runs.iter().filter(|r| !journal.is_done(&r.id)).collect();
     tally.runs_already = (runs.len() - todo.len()) as u64;
     let reader = Reader::start(
-        src.path.to_path_buf(),
+        src.point_reader()?,
         todo.iter().map(|r| r.id.clone()).collect(),
     );
     for (i, run) in todo.iter().enumerate() {
         bar.set_message(format!("run {}/{}", i + 1, todo.len()));
-        match import_run(store, &reader, args, run, &ids, &bar) {
+        match import_run(store, &reader, src, run, &ids, &bar) {
             Ok((run_sums, files, bytes)) => {
                 journal.mark_done(&run.id)?;
                 tally.runs += 1;
@@ -277,7 +275,7 @@ fn import_into(store: &Store, args: &MlflowArgs, src: &Source<'_>) -> anyhow::Re
         }
     }
     // The registry, each model whole, after the runs its versions name.
-    let models = db.registered_models()?;
+    let models = src.registered_models()?;
     let mut made = 0;
     for m in &models {
         let created = store
@@ -302,7 +300,7 @@ fn import_into(store: &Store, args: &MlflowArgs, src: &Source<'_>) -> anyhow::Re
         models.iter().map(|m| m.versions.len()).sum::<usize>(),
         models.len() as u64 - made
     );
-    let mut verified = verify_all(store, db, args, runs, &tally, &mut sums);
+    let mut verified = verify_all(store, src, &tally, &mut sums);
     let registry = verify::registry_differences(store, &models);
     if verified.is_ok() && !registry.is_empty() {
         for p in registry.iter().take(50) {
@@ -333,7 +331,7 @@ fn import_into(store: &Store, args: &MlflowArgs, src: &Source<'_>) -> anyhow::Re
 fn import_run(
     store: &Store,
     reader: &Reader,
-    args: &MlflowArgs,
+    src: &dyn Source,
     run: &SourceRun,
     ids: &HashMap<String, String>,
     bar: &ProgressBar,
@@ -351,10 +349,7 @@ fn import_run(
         sums.add(&batch);
         bar.inc(batch.len() as u64);
     }
-    let (files, bytes) = match artifacts::source_dir(run, args.artifacts.as_deref()) {
-        Some(dir) => artifacts::copy(store, &run.id, &dir)?,
-        None => (0, 0),
-    };
+    let (files, bytes) = artifacts::copy(store, src, run)?;
     store
         .finish_imported_run(&run.id, run.stage, run.deleted_time)
         .map_err(admin::store_error)?;
@@ -398,39 +393,42 @@ fn create_run(store: &Store, run: &SourceRun, ids: &HashMap<String, String>) -> 
 /// Compares every run of the source with the store; an error when any differs.
 fn verify_all(
     store: &Store,
-    db: &MlflowDb,
-    args: &MlflowArgs,
-    runs: &[SourceRun],
+    src: &dyn Source,
     tally: &Tally,
     sums: &mut HashMap<String, SeriesSums>,
 ) -> anyhow::Result<()> {
+    let runs = src.runs();
+    let mut reader = None;
     let failed: Vec<&str> = tally.failed.iter().map(|(id, _)| id.as_str()).collect();
     let mut problems = Vec::new();
-    let mut points = 0;
+    let (mut points, mut verified) = (0, 0);
     for run in runs.iter().filter(|r| !failed.contains(&r.id.as_str())) {
-        let src = match sums.remove(&run.id) {
+        verified += 1;
+        let expected = match sums.remove(&run.id) {
             Some(s) => s,
             None => {
+                // Imported before: read again from the source.
+                let reader = match &mut reader {
+                    Some(r) => r,
+                    None => reader.insert(src.point_reader()?),
+                };
                 let mut s = SeriesSums::default();
-                db.metrics(&run.id, IMPORT_BATCH, |b| {
+                reader.metrics(&run.id, IMPORT_BATCH, &mut |b| {
                     s.add(&b);
                     Ok(())
                 })?;
                 s
             }
         };
-        points += src.points();
-        let mut diffs = verify::differences(store, run, &src).map_err(admin::store_error)?;
-        if let Some(dir) = artifacts::source_dir(run, args.artifacts.as_deref()) {
-            diffs.extend(artifacts::differences(store, &run.id, &dir)?);
-        }
+        points += expected.points();
+        let mut diffs = verify::differences(store, run, &expected).map_err(admin::store_error)?;
+        diffs.extend(artifacts::differences(store, src, run)?);
         problems.extend(diffs.into_iter().map(|d| format!("run {}: {d}", run.id)));
     }
     if problems.is_empty() {
         println!(
             "verified {} runs and {} metric points: identical to the source",
-            runs.len() - failed.len(),
-            points
+            verified, points
         );
         return Ok(());
     }

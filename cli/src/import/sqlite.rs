@@ -4,7 +4,7 @@
 //! `experiments.creation_time` and `runs.deleted_time` (added in 2.x), which are read when
 //! present. `alembic_version` names the schema revision.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use quiver_store::{
@@ -13,34 +13,93 @@ use quiver_store::{
 };
 use rusqlite::{Connection, OpenFlags};
 
-/// An experiment of the source.
-#[derive(Debug, Clone)]
-pub(crate) struct SourceExperiment {
-    pub(crate) id: String,
-    pub(crate) name: String,
-    pub(crate) stage: LifecycleStage,
-    pub(crate) creation_time: i64,
-    pub(crate) last_update_time: i64,
-    pub(crate) tags: Vec<Tag>,
+use super::artifacts;
+use super::source::{PointReader, Source, SourceExperiment, SourceFile, SourceRun};
+
+/// An MLflow database as an import source, with the artifact root its `mlflow-artifacts:/`
+/// URIs point into.
+#[derive(Debug)]
+pub(crate) struct DbSource {
+    db: MlflowDb,
+    path: PathBuf,
+    identity: String,
+    artifacts: Option<PathBuf>,
+    experiments: Vec<SourceExperiment>,
+    runs: Vec<SourceRun>,
 }
 
-/// A run of the source, without its metrics.
-#[derive(Debug, Clone)]
-pub(crate) struct SourceRun {
-    pub(crate) id: String,
-    pub(crate) name: String,
-    pub(crate) experiment_id: String,
-    pub(crate) user_id: String,
-    pub(crate) status: RunStatus,
-    pub(crate) start_time: i64,
-    pub(crate) end_time: Option<i64>,
-    pub(crate) stage: LifecycleStage,
-    pub(crate) deleted_time: Option<i64>,
-    pub(crate) artifact_uri: String,
-    pub(crate) tags: Vec<Tag>,
-    pub(crate) params: Vec<Param>,
-    /// The datasets it used, with the tags of each use.
-    pub(crate) inputs: Vec<DatasetInput>,
+impl DbSource {
+    /// Opens the database at `path` and reads its experiments and runs.
+    pub(crate) fn open(path: &Path, artifacts: Option<PathBuf>) -> anyhow::Result<DbSource> {
+        let db = MlflowDb::open(path)?;
+        let experiments = db.experiments()?;
+        let runs = db.runs()?;
+        Ok(DbSource {
+            identity: std::fs::canonicalize(path)?.display().to_string(),
+            db,
+            path: path.to_path_buf(),
+            artifacts,
+            experiments,
+            runs,
+        })
+    }
+}
+
+impl Source for DbSource {
+    fn describe(&self) -> String {
+        format!(
+            "{}: MLflow database (schema {})",
+            self.path.display(),
+            self.db.revision
+        )
+    }
+
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    fn experiments(&self) -> &[SourceExperiment] {
+        &self.experiments
+    }
+
+    fn runs(&self) -> &[SourceRun] {
+        &self.runs
+    }
+
+    fn point_count(&self) -> anyhow::Result<u64> {
+        self.db.point_count()
+    }
+
+    fn point_reader(&self) -> anyhow::Result<Box<dyn PointReader>> {
+        // A connection of its own: the reader runs on another thread.
+        Ok(Box::new(MlflowDb::open(&self.path)?))
+    }
+
+    fn artifact_files(&self, run: &SourceRun) -> anyhow::Result<Vec<SourceFile>> {
+        match artifacts::source_dir(run, self.artifacts.as_deref()) {
+            Some(dir) => artifacts::files(&dir),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn open_artifact(&self, file: &SourceFile) -> anyhow::Result<Box<dyn std::io::Read + Send>> {
+        artifacts::open_local(file)
+    }
+
+    fn registered_models(&self) -> anyhow::Result<Vec<ImportRegisteredModel>> {
+        self.db.registered_models()
+    }
+}
+
+impl PointReader for MlflowDb {
+    fn metrics(
+        &mut self,
+        run_id: &str,
+        batch: usize,
+        each: &mut dyn FnMut(Vec<Metric>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        MlflowDb::metrics(self, run_id, batch, each)
+    }
 }
 
 /// An open MLflow database.

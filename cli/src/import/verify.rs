@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use quiver_store::{ImportRegisteredModel, Metric, Store};
 
-use super::sqlite::SourceRun;
+use super::source::SourceRun;
 
 /// Points per page when the store's series are read back.
 const PAGE: u64 = 1_000_000;
