@@ -61,7 +61,8 @@ pub use model_types::*;
 pub use query::{QueryOptions, SqlStream};
 pub use search::{ExperimentPage, ExperimentSearch, RunPage, RunSearch, SEARCH_MAX_RESULTS};
 pub use store::{
-    ImportExperiment, ImportModelVersion, ImportRegisteredModel, ImportedExperiment, MetricHistory,
-    PurgeReport, PurgeRequest, Store, StoreOptions, IMPORT_BATCH,
+    ImportExperiment, ImportLoggedModel, ImportModelVersion, ImportRegisteredModel,
+    ImportedExperiment, MetricHistory, PurgeReport, PurgeRequest, Store, StoreOptions,
+    IMPORT_BATCH,
 };
 pub use types::*;

@@ -8,15 +8,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use quiver_store::Store;
 
-use super::source::{Source, SourceFile, SourceRun};
+use super::source::{Source, SourceFile, SourceLoggedModel, SourceRun};
 use crate::admin;
 
-/// The local directory of a source run's artifacts, if it has one that exists: its
-/// `mlflow-artifacts:/<path>` under `root`, or its `file://` or absolute path (else, with a
-/// `root`, `<root>/<experiment>/<run>/artifacts`). Remote URIs (s3:// ...) have none.
-pub(crate) fn source_dir(run: &SourceRun, root: Option<&Path>) -> Option<PathBuf> {
-    let uri = run.artifact_uri.as_str();
-    let direct = if let Some(rest) = uri.strip_prefix("mlflow-artifacts:") {
+/// The local directory an artifact URI names, if it exists: `mlflow-artifacts:/<path>` under
+/// `root`, a `file://` or absolute path. Remote URIs (s3:// ...) have none.
+pub(crate) fn local_dir(uri: &str, root: Option<&Path>) -> Option<PathBuf> {
+    let dir = if let Some(rest) = uri.strip_prefix("mlflow-artifacts:") {
         // mlflow-artifacts:/1/r/artifacts or mlflow-artifacts://host:port/1/r/artifacts
         let rest = match rest.strip_prefix("//") {
             Some(hosted) => hosted.split_once('/').map_or("", |(_, p)| p),
@@ -30,7 +28,13 @@ pub(crate) fn source_dir(run: &SourceRun, root: Option<&Path>) -> Option<PathBuf
     } else {
         None
     };
-    direct.filter(|d| d.is_dir()).or_else(|| {
+    dir.filter(|d| d.is_dir())
+}
+
+/// The local directory of a source run's artifacts, if it has one that exists: its artifact
+/// URI's ([`local_dir`]), else, with a `root`, `<root>/<experiment>/<run>/artifacts`.
+pub(crate) fn source_dir(run: &SourceRun, root: Option<&Path>) -> Option<PathBuf> {
+    local_dir(&run.artifact_uri, root).or_else(|| {
         root.map(|r| r.join(&run.experiment_id).join(&run.id).join("artifacts"))
             .filter(|d| d.is_dir())
     })
@@ -74,9 +78,23 @@ fn store_root(store: &Store, run_id: &str) -> anyhow::Result<String> {
         .map_err(admin::store_error)?
         .info
         .artifact_uri;
+    store_path(&uri)
+}
+
+/// The store path of logged model `model_id`'s files.
+fn model_root(store: &Store, model_id: &str) -> anyhow::Result<String> {
+    let uri = store
+        .get_logged_model(model_id)
+        .map_err(admin::store_error)?
+        .artifact_uri;
+    store_path(&uri)
+}
+
+/// The store path an artifact URI of this store names.
+fn store_path(uri: &str) -> anyhow::Result<String> {
     uri.strip_prefix("mlflow-artifacts:/")
         .map(|p| p.trim_start_matches('/').to_string())
-        .with_context(|| format!("the run's artifact location {uri} is not in this store"))
+        .with_context(|| format!("the artifact location {uri} is not in this store"))
 }
 
 /// Opens a file [`files`] listed.
@@ -93,8 +111,27 @@ pub(crate) fn copy(
     run: &SourceRun,
 ) -> anyhow::Result<(u64, u64)> {
     let root = store_root(store, &run.id)?;
+    copy_files(store, source, &root, source.artifact_files(run)?)
+}
+
+/// Copies the files of a logged model; returns (files, bytes).
+pub(crate) fn copy_model(
+    store: &Store,
+    source: &dyn Source,
+    model: &SourceLoggedModel,
+) -> anyhow::Result<(u64, u64)> {
+    let root = model_root(store, &model.model.model_id)?;
+    copy_files(store, source, &root, source.model_artifact_files(model)?)
+}
+
+fn copy_files(
+    store: &Store,
+    source: &dyn Source,
+    root: &str,
+    files: Vec<SourceFile>,
+) -> anyhow::Result<(u64, u64)> {
     let (mut n, mut bytes) = (0, 0);
-    for f in source.artifact_files(run)? {
+    for f in files {
         let reader = source.open_artifact(&f)?;
         store
             .put_artifact(&format!("{root}/{}", f.rel), reader)
@@ -106,14 +143,13 @@ pub(crate) fn copy(
     Ok((n, bytes))
 }
 
-/// The files of run `run_id` in the store, by relative path, with their sizes.
-fn stored(store: &Store, run_id: &str) -> anyhow::Result<BTreeMap<String, u64>> {
-    let root = store_root(store, run_id)?;
+/// The files under store path `root`, by relative path, with their sizes.
+fn stored(store: &Store, root: &str) -> anyhow::Result<BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![String::new()];
     while let Some(rel) = stack.pop() {
         let dir = if rel.is_empty() {
-            root.clone()
+            root.to_string()
         } else {
             format!("{root}/{rel}")
         };
@@ -140,9 +176,23 @@ pub(crate) fn differences(
     source: &dyn Source,
     run: &SourceRun,
 ) -> anyhow::Result<Vec<String>> {
-    let have = stored(store, &run.id)?;
+    let have = stored(store, &store_root(store, &run.id)?)?;
+    Ok(compare(&have, source.artifact_files(run)?))
+}
+
+/// How the files of a logged model in the store differ from the source's.
+pub(crate) fn model_differences(
+    store: &Store,
+    source: &dyn Source,
+    model: &SourceLoggedModel,
+) -> anyhow::Result<Vec<String>> {
+    let have = stored(store, &model_root(store, &model.model.model_id)?)?;
+    Ok(compare(&have, source.model_artifact_files(model)?))
+}
+
+fn compare(have: &BTreeMap<String, u64>, files: Vec<SourceFile>) -> Vec<String> {
     let mut out = Vec::new();
-    for f in source.artifact_files(run)? {
+    for f in files {
         match have.get(&f.rel) {
             Some(&size) if size == f.size => {}
             Some(&size) => out.push(format!(
@@ -152,5 +202,5 @@ pub(crate) fn differences(
             None => out.push(format!("artifact {}: missing", f.rel)),
         }
     }
-    Ok(out)
+    out
 }

@@ -15,13 +15,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use quiver_store::{
-    Dataset, DatasetInput, ImportModelVersion, ImportRegisteredModel, LifecycleStage, Metric,
-    Param, RunStatus, Stage, Tag,
+    Dataset, DatasetInput, ImportLoggedModel, ImportModelVersion, ImportRegisteredModel,
+    LifecycleStage, Metric, ModelOutput, Param, RunStatus, Stage, Tag,
 };
 use yaml_rust2::{Yaml, YamlLoader};
 
 use super::artifacts;
-use super::source::{PointReader, Source, SourceExperiment, SourceFile, SourceRun};
+use super::source::{
+    ModelPoints, PointReader, Source, SourceExperiment, SourceFile, SourceLoggedModel, SourceRun,
+};
 
 /// The directories of an experiment that are not runs.
 const NOT_RUNS: [&str; 5] = ["tags", "datasets", "models", "traces", ".trash"];
@@ -37,6 +39,10 @@ pub(crate) struct FileStore {
     run_dirs: HashMap<String, PathBuf>,
     /// Runs that could not be read: (what, why).
     unreadable: Vec<(String, String)>,
+    /// The logged models, with their directories.
+    models: Vec<(SourceLoggedModel, PathBuf)>,
+    /// The points logged for those models (their `metrics/` files).
+    model_points: ModelPoints,
 }
 
 /// A parsed `meta.yaml`.
@@ -192,6 +198,8 @@ impl FileStore {
             runs: Vec::new(),
             run_dirs: HashMap::new(),
             unreadable: Vec::new(),
+            models: Vec::new(),
+            model_points: ModelPoints::default(),
         };
         let mut dirs: Vec<PathBuf> = Vec::new();
         for parent in [root.to_path_buf(), root.join(".trash")] {
@@ -236,6 +244,13 @@ impl FileStore {
                             run_dir.display()
                         )))
                     }
+                }
+            }
+            for (_, model_dir) in subdirs(&dir.join("models"))? {
+                if model_dir.join("meta.yaml").is_file() {
+                    let model = read_model(&model_dir, &experiment.id, &mut store.model_points)
+                        .with_context(|| format!("the logged model in {}", model_dir.display()))?;
+                    store.models.push((model, model_dir));
                 }
             }
             store.experiments.push(experiment);
@@ -327,9 +342,23 @@ fn read_run(dir: &Path, experiment_id: &str, datasets: &Datasets) -> anyhow::Res
         .into_iter()
         .map(|t| Param::new(t.key, t.value))
         .collect();
-    let mut inputs = Vec::new();
+    let (mut inputs, mut model_inputs, mut outputs) = (Vec::new(), Vec::new(), Vec::new());
+    for (_, output_dir) in subdirs(&dir.join("outputs"))? {
+        let output = Meta::read(&output_dir.join("meta.yaml"))?;
+        if output.text("destination_type").as_deref() == Some("MODEL_OUTPUT") {
+            outputs.push(ModelOutput {
+                model_id: output.required("destination_id")?,
+                step: output.number("step")?.unwrap_or(0),
+            });
+        }
+    }
+    outputs.sort_by(|a, b| a.model_id.cmp(&b.model_id));
     for (_, input_dir) in subdirs(&dir.join("inputs"))? {
         let input = Meta::read(&input_dir.join("meta.yaml"))?;
+        if input.text("destination_type").as_deref() == Some("MODEL_INPUT") {
+            model_inputs.push(input.required("destination_id")?);
+            continue;
+        }
         if input.text("source_type").as_deref() != Some("DATASET") {
             continue;
         }
@@ -358,6 +387,67 @@ fn read_run(dir: &Path, experiment_id: &str, datasets: &Datasets) -> anyhow::Res
         tags,
         params,
         inputs,
+        outputs,
+        model_inputs,
+    })
+}
+
+/// Reads the logged model in `dir` (MLflow 3), adding the points of its `metrics/` files
+/// (`<timestamp> <value> <step> <run> [<dataset name> <dataset digest>]`) to `points`.
+fn read_model(
+    dir: &Path,
+    experiment_id: &str,
+    points: &mut ModelPoints,
+) -> anyhow::Result<SourceLoggedModel> {
+    let meta = Meta::read(&dir.join("meta.yaml"))?;
+    let model_id = meta.required("model_id")?;
+    for (key, path) in keyed_files(&dir.join("metrics"))? {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let fields: Vec<&str> = line.split_ascii_whitespace().collect();
+            let (Some(point), Some(run)) = (parse_point(&key, line), fields.get(3)) else {
+                bail!(
+                    "{}: {line:?} is not `<timestamp> <value> <step> <run>`",
+                    path.display()
+                );
+            };
+            points.add(
+                run,
+                &key,
+                point.timestamp,
+                point.step,
+                point.value,
+                model_id.clone(),
+                fields.get(4).map(|s| s.to_string()),
+                fields.get(5).map(|s| s.to_string()),
+            );
+        }
+    }
+    let artifacts = dir.join("artifacts");
+    Ok(SourceLoggedModel {
+        model: ImportLoggedModel {
+            experiment_id: meta
+                .text("experiment_id")
+                .unwrap_or_else(|| experiment_id.to_string()),
+            name: meta.text("name").unwrap_or_default(),
+            status: super::sqlite::model_status(meta.number("status")?.unwrap_or(0)),
+            status_message: meta.text("status_message").unwrap_or_default(),
+            model_type: meta.text("model_type").unwrap_or_default(),
+            source_run_id: meta.text("source_run_id").unwrap_or_default(),
+            creation_time: meta.number("creation_timestamp")?.unwrap_or(0),
+            last_updated_time: meta.number("last_updated_timestamp")?.unwrap_or(0),
+            tags: key_values(&dir.join("tags"))?,
+            params: key_values(&dir.join("params"))?
+                .into_iter()
+                .map(|t| Param::new(t.key, t.value))
+                .collect(),
+            model_id,
+        },
+        deleted: lifecycle(&meta) == LifecycleStage::Deleted,
+        artifact_uri: meta
+            .text("artifact_location")
+            .unwrap_or_else(|| artifacts.display().to_string()),
     })
 }
 
@@ -382,6 +472,7 @@ fn parse_point(key: &str, line: &str) -> Option<Metric> {
 /// like. That takes a set of the points of the file being read (about 50 bytes a point).
 struct FilePoints {
     run_dirs: HashMap<String, PathBuf>,
+    models: ModelPoints,
 }
 
 impl PointReader for FilePoints {
@@ -423,14 +514,15 @@ impl PointReader for FilePoints {
                 }
                 buf.push(point);
                 if buf.len() == batch {
-                    each(std::mem::replace(
-                        &mut buf,
-                        Vec::with_capacity(batch.min(65_536)),
-                    ))?;
+                    let mut full =
+                        std::mem::replace(&mut buf, Vec::with_capacity(batch.min(65_536)));
+                    self.models.attach(run_id, &mut full);
+                    each(full)?;
                 }
             }
         }
         if !buf.is_empty() {
+            self.models.attach(run_id, &mut buf);
             each(buf)?;
         }
         Ok(())
@@ -547,6 +639,7 @@ impl Source for FileStore {
     fn point_reader(&self) -> anyhow::Result<Box<dyn PointReader>> {
         Ok(Box::new(FilePoints {
             run_dirs: self.run_dirs.clone(),
+            models: self.model_points.clone(),
         }))
     }
 
@@ -574,6 +667,24 @@ impl Source for FileStore {
 
     fn unreadable(&self) -> &[(String, String)] {
         &self.unreadable
+    }
+
+    fn logged_models(&self) -> anyhow::Result<Vec<SourceLoggedModel>> {
+        Ok(self.models.iter().map(|(m, _)| m.clone()).collect())
+    }
+
+    fn model_artifact_files(&self, model: &SourceLoggedModel) -> anyhow::Result<Vec<SourceFile>> {
+        // The model's own `artifacts/` (also when the file store was moved), else its location.
+        let own = self
+            .models
+            .iter()
+            .find(|(m, _)| m.model.model_id == model.model.model_id)
+            .map(|(_, dir)| dir.join("artifacts"))
+            .filter(|d| d.is_dir());
+        match own.or_else(|| artifacts::local_dir(&model.artifact_uri, None)) {
+            Some(dir) => artifacts::files(&dir),
+            None => Ok(Vec::new()),
+        }
     }
 }
 

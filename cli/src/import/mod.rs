@@ -20,12 +20,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use quiver_store::{ImportExperiment, LifecycleStage, RunInfo, Store, IMPORT_BATCH};
+use quiver_store::{
+    ImportExperiment, ImportLoggedModel, LifecycleStage, ModelOutput, RunInfo, Store, IMPORT_BATCH,
+};
 
 use crate::admin;
 use feed::Reader;
 use journal::Journal;
-use source::{Source, SourceRun};
+use source::{Source, SourceLoggedModel, SourceRun};
 use verify::SeriesSums;
 
 /// What `quiver import` imports from.
@@ -117,6 +119,7 @@ const IMPORT_USER: &str = "quiver-import";
 /// What one import did.
 #[derive(Debug, Default)]
 struct Tally {
+    models: u64,
     runs: u64,
     runs_already: u64,
     points: u64,
@@ -218,6 +221,19 @@ fn import_into(
         }
     }
 
+    // Logged models, before the runs that produced them and the points logged for them.
+    let logged = src.logged_models()?;
+    let mut tally = Tally::default();
+    import_logged_models(
+        store,
+        src,
+        &logged,
+        &ids,
+        &mut journal,
+        &mut tally,
+        args.on_error,
+    )?;
+
     // Runs, one at a time, each recorded in the journal when complete.
     let bar = ProgressBar::new(total_points).with_style(
         ProgressStyle::with_template(
@@ -227,7 +243,6 @@ fn import_into(
         .progress_chars("=> "),
     );
     bar.set_prefix("runs");
-    let mut tally = Tally::default();
     for (what, why) in src.unreadable() {
         println!("skipped {what}: {why}");
         tally.failed.push((what.clone(), why.clone()));
@@ -264,6 +279,14 @@ fn import_into(
         }
     }
     bar.finish_and_clear();
+    // Logged models deleted in the source are deleted once the runs naming them are in.
+    for m in logged.iter().filter(|m| m.deleted) {
+        if store.get_logged_model(&m.model.model_id).is_ok() {
+            store
+                .delete_logged_model(&m.model.model_id)
+                .map_err(admin::store_error)?;
+        }
+    }
     // Deleted experiments are deleted, but only those this import created: an experiment of the
     // same name that was here before keeps its stage.
     for e in experiments {
@@ -286,9 +309,10 @@ fn import_into(
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "imported {} runs ({} imported before), {} metric points, {} artifact files ({} bytes) in {:.1} s ({:.0} points/s)",
+        "imported {} runs ({} imported before), {} logged models, {} metric points, {} artifact files ({} bytes) in {:.1} s ({:.0} points/s)",
         tally.runs,
         tally.runs_already,
+        tally.models,
         tally.points,
         tally.artifact_files,
         tally.artifact_bytes,
@@ -301,6 +325,9 @@ fn import_into(
         models.len() as u64 - made
     );
     let mut verified = verify_all(store, src, &tally, &mut sums);
+    if verified.is_ok() {
+        verified = verify_logged_models(store, src, &logged, &ids, &tally);
+    }
     let registry = verify::registry_differences(store, &models);
     if verified.is_ok() && !registry.is_empty() {
         for p in registry.iter().take(50) {
@@ -324,6 +351,116 @@ fn import_into(
         );
     }
     verified
+}
+
+/// The journal's entry for a logged model imported completely.
+fn model_entry(id: &str) -> String {
+    format!("model:{id}")
+}
+
+/// Imports the logged models the journal does not list: record, tags, params, files.
+fn import_logged_models(
+    store: &Store,
+    src: &dyn Source,
+    logged: &[SourceLoggedModel],
+    ids: &HashMap<String, String>,
+    journal: &mut Journal,
+    tally: &mut Tally,
+    on_error: OnError,
+) -> anyhow::Result<()> {
+    for m in logged {
+        if journal.is_done(&model_entry(&m.model.model_id)) {
+            continue;
+        }
+        let result = (|| {
+            let experiment_id = ids.get(&m.model.experiment_id).with_context(|| {
+                format!(
+                    "its experiment {} is not in the source",
+                    m.model.experiment_id
+                )
+            })?;
+            let model = ImportLoggedModel {
+                experiment_id: experiment_id.clone(),
+                ..m.model.clone()
+            };
+            // Here already but not in the journal: cut off while its files were copied.
+            store
+                .import_logged_model(&model)
+                .map_err(admin::store_error)?;
+            let (files, bytes) = artifacts::copy_model(store, src, m)?;
+            tally.artifact_files += files;
+            tally.artifact_bytes += bytes;
+            anyhow::Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                journal.mark_done(&model_entry(&m.model.model_id))?;
+                tally.models += 1;
+            }
+            Err(e) if on_error == OnError::Skip => {
+                println!("skipped logged model {}: {e:#}", m.model.model_id);
+                tally
+                    .failed
+                    .push((m.model.model_id.clone(), format!("{e:#}")));
+            }
+            Err(e) => {
+                return Err(e.context(format!(
+                    "logged model {} (run the same import again to resume)",
+                    m.model.model_id
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Compares the logged models of the source with the store's.
+fn verify_logged_models(
+    store: &Store,
+    src: &dyn Source,
+    logged: &[SourceLoggedModel],
+    ids: &HashMap<String, String>,
+    tally: &Tally,
+) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    for m in logged {
+        let id = &m.model.model_id;
+        if tally.failed.iter().any(|(f, _)| f == id) {
+            continue;
+        }
+        let expected = ImportLoggedModel {
+            experiment_id: ids.get(&m.model.experiment_id).cloned().unwrap_or_default(),
+            ..m.model.clone()
+        };
+        problems.extend(
+            verify::logged_model_differences(store, &expected, m.deleted)
+                .into_iter()
+                .map(|d| format!("logged model {id}: {d}")),
+        );
+        if !m.deleted {
+            problems.extend(
+                artifacts::model_differences(store, src, m)?
+                    .into_iter()
+                    .map(|d| format!("logged model {id}: {d}")),
+            );
+        }
+    }
+    if problems.is_empty() {
+        if !logged.is_empty() {
+            println!(
+                "verified {} logged models: identical to the source",
+                logged.len()
+            );
+        }
+        return Ok(());
+    }
+    for p in problems.iter().take(50) {
+        eprintln!("{p}");
+    }
+    bail!(
+        "verification found {} differences in the logged models",
+        problems.len()
+    )
 }
 
 /// Imports one run completely: info, tags, params, metric points (from `reader`, whose
@@ -385,6 +522,30 @@ fn create_run(store: &Store, run: &SourceRun, ids: &HashMap<String, String>) -> 
     for chunk in run.inputs.chunks(1000) {
         store
             .log_inputs(&run.id, chunk)
+            .map_err(admin::store_error)?;
+    }
+    // Links to logged models the store has (one that failed to import is reported already).
+    let here = |id: &String| store.get_logged_model(id).is_ok();
+    let outputs: Vec<ModelOutput> = run
+        .outputs
+        .iter()
+        .filter(|o| here(&o.model_id))
+        .cloned()
+        .collect();
+    let inputs: Vec<String> = run
+        .model_inputs
+        .iter()
+        .filter(|id| here(id))
+        .cloned()
+        .collect();
+    for chunk in outputs.chunks(1000) {
+        store
+            .log_run_outputs(&run.id, chunk)
+            .map_err(admin::store_error)?;
+    }
+    for chunk in inputs.chunks(1000) {
+        store
+            .log_model_inputs(&run.id, chunk)
             .map_err(admin::store_error)?;
     }
     Ok(())

@@ -8,13 +8,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use quiver_store::{
-    Dataset, DatasetInput, ImportModelVersion, ImportRegisteredModel, LifecycleStage, Metric,
-    Param, RunStatus, Stage, Tag,
+    Dataset, DatasetInput, ImportLoggedModel, ImportModelVersion, ImportRegisteredModel,
+    LifecycleStage, LoggedModelStatus, Metric, ModelOutput, Param, RunStatus, Stage, Tag,
 };
 use rusqlite::{Connection, OpenFlags};
 
 use super::artifacts;
-use super::source::{PointReader, Source, SourceExperiment, SourceFile, SourceRun};
+use super::source::{
+    ModelPoints, PointReader, Source, SourceExperiment, SourceFile, SourceLoggedModel, SourceRun,
+};
 
 /// An MLflow database as an import source, with the artifact root its `mlflow-artifacts:/`
 /// URIs point into.
@@ -72,7 +74,9 @@ impl Source for DbSource {
 
     fn point_reader(&self) -> anyhow::Result<Box<dyn PointReader>> {
         // A connection of its own: the reader runs on another thread.
-        Ok(Box::new(MlflowDb::open(&self.path)?))
+        let db = MlflowDb::open(&self.path)?;
+        let models = db.model_points()?;
+        Ok(Box::new(DbPoints { db, models }))
     }
 
     fn artifact_files(&self, run: &SourceRun) -> anyhow::Result<Vec<SourceFile>> {
@@ -89,16 +93,37 @@ impl Source for DbSource {
     fn registered_models(&self) -> anyhow::Result<Vec<ImportRegisteredModel>> {
         self.db.registered_models()
     }
+
+    fn logged_models(&self) -> anyhow::Result<Vec<SourceLoggedModel>> {
+        self.db.logged_models()
+    }
+
+    fn model_artifact_files(&self, model: &SourceLoggedModel) -> anyhow::Result<Vec<SourceFile>> {
+        match artifacts::local_dir(&model.artifact_uri, self.artifacts.as_deref()) {
+            Some(dir) => artifacts::files(&dir),
+            None => Ok(Vec::new()),
+        }
+    }
 }
 
-impl PointReader for MlflowDb {
+/// The database's points, with the logged models they were logged for.
+struct DbPoints {
+    db: MlflowDb,
+    models: ModelPoints,
+}
+
+impl PointReader for DbPoints {
     fn metrics(
         &mut self,
         run_id: &str,
         batch: usize,
         each: &mut dyn FnMut(Vec<Metric>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        MlflowDb::metrics(self, run_id, batch, each)
+        let models = &self.models;
+        self.db.metrics(run_id, batch, |mut points| {
+            models.attach(run_id, &mut points);
+            each(points)
+        })
     }
 }
 
@@ -127,6 +152,15 @@ fn key_values(
         ))
     })?
     .collect()
+}
+
+/// MLflow's logged-model status numbers (`LoggedModelStatus` of its protos).
+pub(crate) fn model_status(n: i64) -> LoggedModelStatus {
+    match n {
+        2 => LoggedModelStatus::Ready,
+        3 => LoggedModelStatus::UploadFailed,
+        _ => LoggedModelStatus::Pending,
+    }
 }
 
 fn stage(s: Option<String>) -> LifecycleStage {
@@ -234,6 +268,8 @@ impl MlflowDb {
                 tags: Vec::new(),
                 params: Vec::new(),
                 inputs: Vec::new(),
+                outputs: Vec::new(),
+                model_inputs: Vec::new(),
             })
         })?;
         let mut runs = rows.collect::<Result<Vec<_>, _>>()?;
@@ -255,7 +291,109 @@ impl MlflowDb {
                 run.inputs = self.inputs(&run.id)?;
             }
         }
+        if self.has_table("inputs")? && self.has_column("inputs", "step")? {
+            // MLflow 3: the logged models a run produced and used.
+            let mut outputs = self.conn.prepare(
+                "SELECT destination_id, step FROM inputs WHERE source_type = 'RUN_OUTPUT' \
+                 AND source_id = ?1 AND destination_type = 'MODEL_OUTPUT' ORDER BY destination_id",
+            )?;
+            let mut used = self.conn.prepare(
+                "SELECT destination_id FROM inputs WHERE source_type = 'RUN_INPUT' \
+                 AND source_id = ?1 AND destination_type = 'MODEL_INPUT' ORDER BY destination_id",
+            )?;
+            for run in &mut runs {
+                run.outputs = outputs
+                    .query_map([&run.id], |r| {
+                        Ok(ModelOutput {
+                            model_id: r.get(0)?,
+                            step: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                run.model_inputs = used
+                    .query_map([&run.id], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+            }
+        }
         Ok(runs)
+    }
+
+    /// Every logged model (MLflow 3's `logged_models`), with its tags and params.
+    pub(crate) fn logged_models(&self) -> anyhow::Result<Vec<SourceLoggedModel>> {
+        if !self.has_table("logged_models")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT model_id, experiment_id, name, artifact_location, creation_timestamp_ms, \
+             last_updated_timestamp_ms, status, lifecycle_stage, model_type, source_run_id, \
+             status_message FROM logged_models ORDER BY creation_timestamp_ms, model_id",
+        )?;
+        let text = |r: &rusqlite::Row<'_>, i: usize| -> rusqlite::Result<String> {
+            Ok(r.get::<_, Option<String>>(i)?.unwrap_or_default())
+        };
+        let mut models = stmt
+            .query_map([], |r| {
+                Ok(SourceLoggedModel {
+                    model: ImportLoggedModel {
+                        model_id: r.get(0)?,
+                        experiment_id: r.get::<_, i64>(1)?.to_string(),
+                        name: text(r, 2)?,
+                        creation_time: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                        last_updated_time: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
+                        status: model_status(r.get::<_, Option<i64>>(6)?.unwrap_or(0)),
+                        model_type: text(r, 8)?,
+                        source_run_id: text(r, 9)?,
+                        status_message: text(r, 10)?,
+                        tags: Vec::new(),
+                        params: Vec::new(),
+                    },
+                    artifact_uri: text(r, 3)?,
+                    deleted: stage(r.get(7)?) == LifecycleStage::Deleted,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tags = self.conn.prepare(
+            "SELECT tag_key, tag_value FROM logged_model_tags WHERE model_id = ?1 ORDER BY tag_key",
+        )?;
+        let mut params = self.conn.prepare(
+            "SELECT param_key, param_value FROM logged_model_params WHERE model_id = ?1 \
+             ORDER BY param_key",
+        )?;
+        for m in &mut models {
+            m.model.tags = key_values(&mut tags, [&m.model.model_id])?;
+            m.model.params = key_values(&mut params, [&m.model.model_id])?
+                .into_iter()
+                .map(|t| Param::new(t.key, t.value))
+                .collect();
+        }
+        Ok(models)
+    }
+
+    /// The points logged for a logged model (`logged_model_metrics`), to put back on the
+    /// runs' points.
+    fn model_points(&self) -> anyhow::Result<ModelPoints> {
+        let mut out = ModelPoints::default();
+        if !self.has_table("logged_model_metrics")? {
+            return Ok(out);
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT run_id, metric_name, metric_timestamp_ms, metric_step, metric_value, \
+             model_id, dataset_name, dataset_digest FROM logged_model_metrics",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            out.add(
+                &r.get::<_, String>(0)?,
+                &r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get::<_, Option<f64>>(4)?.unwrap_or(f64::NAN),
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            );
+        }
+        Ok(out)
     }
 
     /// Every registered model with its live versions (MLflow marks a deleted version with the

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use quiver_store::{ImportRegisteredModel, Metric, Store};
+use quiver_store::{ImportLoggedModel, ImportRegisteredModel, Metric, Store};
 
 use super::source::SourceRun;
 
@@ -225,6 +225,60 @@ pub(crate) fn registry_differences(store: &Store, models: &[ImportRegisteredMode
                 Err(e) => out.push(format!("model {} version {n}: {e}", m.name)),
             }
         }
+    }
+    out
+}
+
+/// How the store's logged model differs from `expected` (its experiment id the store's): the
+/// record, tags and params; a model deleted in the source must not be found.
+pub(crate) fn logged_model_differences(
+    store: &Store,
+    expected: &ImportLoggedModel,
+    deleted: bool,
+) -> Vec<String> {
+    let got = match store.get_logged_model(&expected.model_id) {
+        Ok(_) if deleted => return vec!["deleted in the source, live here".into()],
+        Err(_) if deleted => return Vec::new(),
+        Ok(g) => g,
+        Err(e) => return vec![e.to_string()],
+    };
+    let mut out = Vec::new();
+    if (
+        got.experiment_id.as_str(),
+        got.name.as_str(),
+        got.status,
+        got.status_message.as_str(),
+        got.model_type.as_str(),
+        got.source_run_id.as_str(),
+        got.creation_timestamp,
+    ) != (
+        expected.experiment_id.as_str(),
+        expected.name.as_str(),
+        expected.status,
+        expected.status_message.as_str(),
+        expected.model_type.as_str(),
+        expected.source_run_id.as_str(),
+        expected.creation_time,
+    ) {
+        out.push("its record differs".to_string());
+    }
+    let pairs = |kv: Vec<(&String, &String)>| {
+        let mut v: Vec<(String, String)> = kv
+            .into_iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    if pairs(got.tags.iter().map(|t| (&t.key, &t.value)).collect())
+        != pairs(expected.tags.iter().map(|t| (&t.key, &t.value)).collect())
+    {
+        out.push("its tags differ".to_string());
+    }
+    if pairs(got.params.iter().map(|p| (&p.key, &p.value)).collect())
+        != pairs(expected.params.iter().map(|p| (&p.key, &p.value)).collect())
+    {
+        out.push("its params differ".to_string());
     }
     out
 }

@@ -33,6 +33,7 @@ mod experiments;
 #[cfg(test)]
 mod format_sample;
 mod import;
+mod import_models;
 mod import_registry;
 pub(crate) mod logged_models;
 mod maintenance;
@@ -63,6 +64,7 @@ use crate::search::index::RunIndex;
 use crate::wal::Wal;
 
 pub use import::{ImportExperiment, ImportedExperiment, IMPORT_BATCH};
+pub use import_models::ImportLoggedModel;
 pub use import_registry::{ImportModelVersion, ImportRegisteredModel};
 pub use metrics::MetricHistory;
 pub use purge::{PurgeReport, PurgeRequest};
