@@ -66,10 +66,13 @@ struct PointModel {
     dataset_digest: Option<String>,
 }
 
-/// The logged-model metrics of the source's runs, by run, then (key, timestamp, step).
+/// The logged-model metrics of one run, by (key, timestamp, step).
+type RunModelPoints = HashMap<(String, i64, i64), Vec<PointModel>>;
+
+/// The logged-model metrics of the source's runs, by run.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ModelPoints {
-    by_run: HashMap<String, HashMap<(String, i64, i64), Vec<PointModel>>>,
+    by_run: HashMap<String, RunModelPoints>,
 }
 
 impl ModelPoints {
