@@ -135,7 +135,16 @@ async fn serve(args: &Args, store: Arc<Store>) -> anyhow::Result<()> {
             "not serving the MLflow web UI: / says how to get it (install mlflow, or --ui-dir)"
         ),
     }
-    let app = quiver_server::router(store).merge(quiver_server::ui::routes(ui.as_ref()));
+    // The server reads an import's source from its own disk: only for clients on this host.
+    let importer: Option<Arc<dyn quiver_server::import::Importer>> = if is_loopback(host) {
+        Some(Arc::new(crate::import::ServerImporter {
+            store_dir: args.store.clone(),
+        }))
+    } else {
+        None
+    };
+    let app = quiver_server::router_with_importer(store, importer)
+        .merge(quiver_server::ui::routes(ui.as_ref()));
     let app = security.protect(app);
     quiver_server::serve::serve(listener, app, options, shutdown_signal()).await;
     tracing::info!("shutting down");
@@ -215,4 +224,29 @@ pub(crate) fn parse_bytes(text: &str) -> Result<usize, String> {
         .checked_mul(1 << shift)
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("{text:?} is not a usable size"))
+}
+
+/// Whether `host` (a bind address) is reachable from this machine only.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn only_loopback_binds_import() {
+        for host in ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["0.0.0.0", "::", "10.0.0.1", "example.com"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
 }

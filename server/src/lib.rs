@@ -16,6 +16,7 @@
 pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod import;
 pub mod json;
 mod routes;
 pub mod security;
@@ -42,12 +43,23 @@ pub const MLFLOW_COMPAT_VERSION: &str = "3.17.2";
 pub struct AppState {
     /// The store the API is served from.
     pub store: Arc<Store>,
+    /// What runs `POST /api/2.0/quiver/import` (none: the route refuses).
+    pub importer: Option<Arc<dyn import::Importer>>,
 }
 
 /// The whole API as an axum router (without the Host and Origin checks of
-/// [`security::SecurityOptions::protect`], which a server open to browsers needs).
+/// [`security::SecurityOptions::protect`], which a server open to browsers needs). Imports
+/// are refused: see [`router_with_importer`].
 pub fn router(store: Arc<Store>) -> Router {
-    let state = AppState { store };
+    router_with_importer(store, None)
+}
+
+/// [`router`], with `importer` running the imports `POST /api/2.0/quiver/import` asks for.
+pub fn router_with_importer(
+    store: Arc<Store>,
+    importer: Option<Arc<dyn import::Importer>>,
+) -> Router {
+    let state = AppState { store, importer };
     routes::all()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

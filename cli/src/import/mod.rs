@@ -10,6 +10,8 @@ mod artifacts;
 mod feed;
 mod journal;
 mod mlruns;
+mod remote;
+mod report;
 mod source;
 mod sqlite;
 mod verify;
@@ -19,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use quiver_store::{
     ImportExperiment, ImportLoggedModel, LifecycleStage, ModelOutput, RunInfo, Store, IMPORT_BATCH,
 };
@@ -27,6 +29,8 @@ use quiver_store::{
 use crate::admin;
 use feed::Reader;
 use journal::Journal;
+pub(crate) use remote::ServerImporter;
+pub(crate) use report::Report;
 use source::{Source, SourceLoggedModel, SourceRun};
 use verify::SeriesSums;
 
@@ -52,9 +56,13 @@ pub(crate) struct MlflowArgs {
     #[arg(long)]
     artifacts: Option<PathBuf>,
     /// The store directory to import into (created when missing). A store a server has open is
-    /// locked: stop the server first.
+    /// locked: import through that server with --url.
     #[arg(long, env = "QUIVER_STORE", default_value = "./quiver-data")]
     store: PathBuf,
+    /// Import into the running `quiver server` at this URL instead of a store directory (the
+    /// server reads the source from its own disk: it must listen on a loopback address).
+    #[arg(long)]
+    url: Option<String>,
     /// Print what would be imported, and change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -129,27 +137,51 @@ struct Tally {
 }
 
 fn import_mlflow(args: &MlflowArgs) -> anyhow::Result<()> {
+    if let Some(url) = &args.url {
+        return remote::import(url, args);
+    }
+    let report = Report::terminal();
     let source = open_source(args)?;
+    if args.dry_run {
+        return dry_run(args, source.as_ref(), &report);
+    }
+    let store = Store::open(&args.store)
+        .map_err(admin::store_error)
+        .with_context(|| format!("opening the store {}", args.store.display()))?;
+    let result = import_into(&store, args, source.as_ref(), &report);
+    admin::close(store)?;
+    result
+}
+
+/// Imports from the source `args` names into `store` (open at `args.store`), saying what it
+/// does to `report`: what `quiver import` does, in this process or inside a server.
+pub(crate) fn import_with(
+    store: &Store,
+    args: &MlflowArgs,
+    report: &Report<'_>,
+) -> anyhow::Result<()> {
+    let source = open_source(args)?;
+    if args.dry_run {
+        return dry_run(args, source.as_ref(), report);
+    }
+    import_into(store, args, source.as_ref(), report)
+}
+
+/// Says what the source holds.
+fn describe(source: &dyn Source, report: &Report<'_>) -> anyhow::Result<u64> {
     let total_points = source.point_count()?;
-    println!(
+    report.say(format!(
         "{}, {} experiments, {} runs, {} metric points",
         source.describe(),
         source.experiments().len(),
         source.runs().len(),
         total_points
-    );
-    if args.dry_run {
-        return dry_run(args, source.as_ref());
-    }
-    let store = Store::open(&args.store)
-        .map_err(admin::store_error)
-        .with_context(|| format!("opening the store {}", args.store.display()))?;
-    let result = import_into(&store, args, source.as_ref(), total_points);
-    admin::close(store)?;
-    result
+    ));
+    Ok(total_points)
 }
 
-fn dry_run(args: &MlflowArgs, source: &dyn Source) -> anyhow::Result<()> {
+fn dry_run(args: &MlflowArgs, source: &dyn Source, report: &Report<'_>) -> anyhow::Result<()> {
+    describe(source, report)?;
     let journal = Journal::open(&args.store, source.identity())?;
     let runs = source.runs();
     let done = runs.iter().filter(|r| journal.is_done(&r.id)).count();
@@ -160,14 +192,14 @@ fn dry_run(args: &MlflowArgs, source: &dyn Source) -> anyhow::Result<()> {
             bytes += f.size;
         }
     }
-    println!(
+    report.say(format!(
         "dry run: would import {} runs ({} already imported into {}), {} artifact files ({} bytes); nothing changed",
         runs.len() - done,
         done,
         args.store.display(),
         files,
         bytes
-    );
+    ));
     Ok(())
 }
 
@@ -175,8 +207,9 @@ fn import_into(
     store: &Store,
     args: &MlflowArgs,
     src: &dyn Source,
-    total_points: u64,
+    report: &Report<'_>,
 ) -> anyhow::Result<()> {
+    let total_points = describe(src, report)?;
     let started = Instant::now();
     let (source, experiments, runs) = (src.identity(), src.experiments(), src.runs());
     let mut journal = Journal::open(&args.store, source)?;
@@ -210,41 +243,33 @@ fn import_into(
             &file,
             format!("source_id\tquiver_id\tname\n{}\n", moved.join("\n")),
         )?;
-        println!(
+        report.say(format!(
             "{} experiment ids were taken here (source id, Quiver id, name written to {}):",
             moved.len(),
             file.display()
-        );
+        ));
         for line in &moved {
             let cols: Vec<&str> = line.split('\t').collect();
-            println!("  {} -> {} ({})", cols[0], cols[1], cols[2]);
+            report.say(format!("  {} -> {} ({})", cols[0], cols[1], cols[2]));
         }
     }
 
     // Logged models, before the runs that produced them and the points logged for them.
-    let logged = src.logged_models()?;
     let mut tally = Tally::default();
-    import_logged_models(
+    let logged = import_logged_models(
         store,
         src,
-        &logged,
         &ids,
         &mut journal,
         &mut tally,
         args.on_error,
+        report,
     )?;
 
     // Runs, one at a time, each recorded in the journal when complete.
-    let bar = ProgressBar::new(total_points).with_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {human_pos}/{human_len} points, {per_sec} {msg}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix("runs");
+    let bar = report.bar(total_points);
     for (what, why) in src.unreadable() {
-        println!("skipped {what}: {why}");
+        report.say(format!("skipped {what}: {why}"));
         tally.failed.push((what.clone(), why.clone()));
     }
     let mut sums: HashMap<String, SeriesSums> = HashMap::new();
@@ -256,6 +281,15 @@ fn import_into(
     );
     for (i, run) in todo.iter().enumerate() {
         bar.set_message(format!("run {}/{}", i + 1, todo.len()));
+        report.progress(|| {
+            format!(
+                "runs {}/{}, {} points, {:.0} points/s",
+                i,
+                todo.len(),
+                tally.points,
+                tally.points as f64 / started.elapsed().as_secs_f64().max(1e-9)
+            )
+        });
         match import_run(store, &reader, src, run, &ids, &bar) {
             Ok((run_sums, files, bytes)) => {
                 journal.mark_done(&run.id)?;
@@ -266,7 +300,7 @@ fn import_into(
                 sums.insert(run.id.clone(), run_sums);
             }
             Err(e) if args.on_error == OnError::Skip => {
-                bar.println(format!("skipped run {}: {e:#}", run.id));
+                report.warn_over(&bar, format!("skipped run {}: {e:#}", run.id));
                 tally.failed.push((run.id.clone(), format!("{e:#}")));
             }
             Err(e) => {
@@ -308,7 +342,7 @@ fn import_into(
         made += u64::from(created);
     }
     let secs = started.elapsed().as_secs_f64();
-    println!(
+    report.say(format!(
         "imported {} runs ({} imported before), {} logged models, {} metric points, {} artifact files ({} bytes) in {:.1} s ({:.0} points/s)",
         tally.runs,
         tally.runs_already,
@@ -318,20 +352,20 @@ fn import_into(
         tally.artifact_bytes,
         secs,
         tally.points as f64 / secs.max(1e-9)
-    );
-    println!(
+    ));
+    report.say(format!(
         "imported {made} registered models with {} versions ({} were here before)",
         models.iter().map(|m| m.versions.len()).sum::<usize>(),
         models.len() as u64 - made
-    );
-    let mut verified = verify_all(store, src, &tally, &mut sums);
+    ));
+    let mut verified = verify_all(store, src, &tally, &mut sums, report);
     if verified.is_ok() {
-        verified = verify_logged_models(store, src, &logged, &ids, &tally);
+        verified = verify_logged_models(store, src, &logged, &ids, &tally, report);
     }
     let registry = verify::registry_differences(store, &models);
     if verified.is_ok() && !registry.is_empty() {
         for p in registry.iter().take(50) {
-            eprintln!("{p}");
+            report.warn(p.clone());
         }
         verified = Err(anyhow::anyhow!(
             "verification found {} differences in the model registry",
@@ -358,17 +392,19 @@ fn model_entry(id: &str) -> String {
     format!("model:{id}")
 }
 
-/// Imports the logged models the journal does not list: record, tags, params, files.
+/// Imports the logged models the journal does not list (record, tags, params, files);
+/// returns all the source's logged models.
 fn import_logged_models(
     store: &Store,
     src: &dyn Source,
-    logged: &[SourceLoggedModel],
     ids: &HashMap<String, String>,
     journal: &mut Journal,
     tally: &mut Tally,
     on_error: OnError,
-) -> anyhow::Result<()> {
-    for m in logged {
+    report: &Report<'_>,
+) -> anyhow::Result<Vec<SourceLoggedModel>> {
+    let logged = src.logged_models()?;
+    for m in &logged {
         if journal.is_done(&model_entry(&m.model.model_id)) {
             continue;
         }
@@ -398,7 +434,7 @@ fn import_logged_models(
                 tally.models += 1;
             }
             Err(e) if on_error == OnError::Skip => {
-                println!("skipped logged model {}: {e:#}", m.model.model_id);
+                report.say(format!("skipped logged model {}: {e:#}", m.model.model_id));
                 tally
                     .failed
                     .push((m.model.model_id.clone(), format!("{e:#}")));
@@ -411,7 +447,7 @@ fn import_logged_models(
             }
         }
     }
-    Ok(())
+    Ok(logged)
 }
 
 /// Compares the logged models of the source with the store's.
@@ -421,6 +457,7 @@ fn verify_logged_models(
     logged: &[SourceLoggedModel],
     ids: &HashMap<String, String>,
     tally: &Tally,
+    report: &Report<'_>,
 ) -> anyhow::Result<()> {
     let mut problems = Vec::new();
     for m in logged {
@@ -447,15 +484,15 @@ fn verify_logged_models(
     }
     if problems.is_empty() {
         if !logged.is_empty() {
-            println!(
+            report.say(format!(
                 "verified {} logged models: identical to the source",
                 logged.len()
-            );
+            ));
         }
         return Ok(());
     }
     for p in problems.iter().take(50) {
-        eprintln!("{p}");
+        report.warn(p.clone());
     }
     bail!(
         "verification found {} differences in the logged models",
@@ -557,6 +594,7 @@ fn verify_all(
     src: &dyn Source,
     tally: &Tally,
     sums: &mut HashMap<String, SeriesSums>,
+    report: &Report<'_>,
 ) -> anyhow::Result<()> {
     let runs = src.runs();
     let mut reader = None;
@@ -587,14 +625,14 @@ fn verify_all(
         problems.extend(diffs.into_iter().map(|d| format!("run {}: {d}", run.id)));
     }
     if problems.is_empty() {
-        println!(
+        report.say(format!(
             "verified {} runs and {} metric points: identical to the source",
             verified, points
-        );
+        ));
         return Ok(());
     }
     for p in problems.iter().take(50) {
-        eprintln!("{p}");
+        report.warn(p.clone());
     }
     bail!(
         "verification found {} differences between the source and the store",

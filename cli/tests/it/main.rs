@@ -8,6 +8,7 @@ mod full_disk;
 mod gc;
 mod graphql;
 mod hardening;
+mod import;
 mod models;
 mod parity;
 mod server;

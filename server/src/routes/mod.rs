@@ -7,6 +7,7 @@ mod deployments;
 mod experiments;
 mod gc;
 mod graphql;
+mod import;
 mod logged_models;
 mod metrics;
 mod misc;
@@ -71,6 +72,7 @@ pub(crate) fn all() -> Router<AppState> {
     let router = deployments::routes(router);
     let router = sql::routes(router);
     let router = gc::routes(router);
+    let router = import::routes(router);
     let router = graphql::routes(router);
     misc::routes(router)
 }

@@ -1,0 +1,122 @@
+//! Where an import says what it does: the terminal (progress bar on stderr when it is one,
+//! lines on stdout, problems on stderr), or, for an import run inside `quiver server` on
+//! behalf of `quiver import --url`, lines handed to the server, which streams them back.
+
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// How often an import inside a server reports its progress.
+const REMOTE_PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// The import's voice.
+pub(crate) struct Report<'a> {
+    /// Lines go here instead of the terminal (an import inside a server).
+    sink: Option<RefCell<&'a mut dyn FnMut(String)>>,
+    last_progress: RefCell<Instant>,
+}
+
+impl std::fmt::Debug for Report<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let to = if self.sink.is_some() {
+            "lines"
+        } else {
+            "terminal"
+        };
+        write!(f, "Report({to})")
+    }
+}
+
+impl<'a> Report<'a> {
+    /// Reports on the terminal.
+    pub(crate) fn terminal() -> Report<'static> {
+        Report {
+            sink: None,
+            last_progress: RefCell::new(Instant::now()),
+        }
+    }
+
+    /// Reports by calling `sink` with each line.
+    pub(crate) fn lines(sink: &'a mut dyn FnMut(String)) -> Report<'a> {
+        Report {
+            sink: Some(RefCell::new(sink)),
+            last_progress: RefCell::new(Instant::now()),
+        }
+    }
+
+    /// Says `line` (stdout on a terminal).
+    pub(crate) fn say(&self, line: impl Into<String>) {
+        match &self.sink {
+            Some(sink) => (sink.borrow_mut())(line.into()),
+            None => println!("{}", line.into()),
+        }
+    }
+
+    /// Says a problem (stderr on a terminal).
+    pub(crate) fn warn(&self, line: impl Into<String>) {
+        match &self.sink {
+            Some(sink) => (sink.borrow_mut())(line.into()),
+            None => eprintln!("{}", line.into()),
+        }
+    }
+
+    /// A progress bar of `total` points (hidden when the lines go elsewhere: see
+    /// [`Report::progress`]).
+    pub(crate) fn bar(&self, total: u64) -> ProgressBar {
+        if self.sink.is_some() {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(total).with_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {human_pos}/{human_len} points, {per_sec} {msg}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix("runs");
+        bar
+    }
+
+    /// Says a problem while `bar` is drawn (above it on a terminal).
+    pub(crate) fn warn_over(&self, bar: &ProgressBar, line: String) {
+        match &self.sink {
+            Some(_) => self.warn(line),
+            None => bar.println(line),
+        }
+    }
+
+    /// Says where the import is, every few seconds, when the lines go elsewhere (a terminal
+    /// has the bar).
+    pub(crate) fn progress(&self, what: impl FnOnce() -> String) {
+        if self.sink.is_none() {
+            return;
+        }
+        let mut last = self.last_progress.borrow_mut();
+        if last.elapsed() >= REMOTE_PROGRESS_EVERY {
+            *last = Instant::now();
+            self.say(what());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_go_to_the_sink_and_progress_is_throttled() {
+        let mut got = Vec::new();
+        let mut sink = |l: String| got.push(l);
+        {
+            let r = Report::lines(&mut sink);
+            r.say("a");
+            r.warn("b");
+            *r.last_progress.borrow_mut() = Instant::now() - REMOTE_PROGRESS_EVERY;
+            r.progress(|| "p1".into());
+            r.progress(|| "p2".into());
+            assert!(r.bar(10).is_hidden());
+        }
+        assert_eq!(got, ["a", "b", "p1"]);
+    }
+}
