@@ -28,11 +28,13 @@ pub struct ImportRequest {
 /// Runs imports into the server's store; given by the binary that starts the server.
 pub trait Importer: Send + Sync + std::fmt::Debug {
     /// Imports what `request` names into `store`, calling `report` with each line it has to
-    /// say (progress, the summary, the verification); `Err` is why it failed.
+    /// say (progress, the summary, the verification); `Err` is why it failed. `report`
+    /// answers false once nobody listens (the client went away): the import should then stop
+    /// where it can resume.
     fn import(
         &self,
         store: &Store,
         request: &ImportRequest,
-        report: &mut dyn FnMut(String),
+        report: &mut dyn FnMut(String) -> bool,
     ) -> Result<(), String>;
 }

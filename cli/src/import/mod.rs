@@ -280,6 +280,12 @@ fn import_into(
         todo.iter().map(|r| r.id.clone()).collect(),
     );
     for (i, run) in todo.iter().enumerate() {
+        if report.abandoned() {
+            bail!(
+                "stopped after {} runs: the client went away (run the same import again to resume)",
+                tally.runs
+            );
+        }
         bar.set_message(format!("run {}/{}", i + 1, todo.len()));
         report.progress(|| {
             format!(

@@ -88,7 +88,7 @@ impl Importer for ServerImporter {
         &self,
         store: &Store,
         request: &ImportRequest,
-        report: &mut dyn FnMut(String),
+        report: &mut dyn FnMut(String) -> bool,
     ) -> Result<(), String> {
         let args = MlflowArgs {
             from: request.from.clone(),

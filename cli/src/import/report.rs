@@ -12,9 +12,12 @@ const REMOTE_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// The import's voice.
 pub(crate) struct Report<'a> {
-    /// Lines go here instead of the terminal (an import inside a server).
-    sink: Option<RefCell<&'a mut dyn FnMut(String)>>,
+    /// Lines go here instead of the terminal (an import inside a server); it answers false
+    /// once nobody listens.
+    sink: Option<RefCell<&'a mut dyn FnMut(String) -> bool>>,
     last_progress: RefCell<Instant>,
+    /// The sink said nobody listens any more.
+    gone: std::cell::Cell<bool>,
 }
 
 impl std::fmt::Debug for Report<'_> {
@@ -34,21 +37,23 @@ impl<'a> Report<'a> {
         Report {
             sink: None,
             last_progress: RefCell::new(Instant::now()),
+            gone: std::cell::Cell::new(false),
         }
     }
 
-    /// Reports by calling `sink` with each line.
-    pub(crate) fn lines(sink: &'a mut dyn FnMut(String)) -> Report<'a> {
+    /// Reports by calling `sink` with each line; `sink` answers false once nobody listens.
+    pub(crate) fn lines(sink: &'a mut dyn FnMut(String) -> bool) -> Report<'a> {
         Report {
             sink: Some(RefCell::new(sink)),
             last_progress: RefCell::new(Instant::now()),
+            gone: std::cell::Cell::new(false),
         }
     }
 
     /// Says `line` (stdout on a terminal).
     pub(crate) fn say(&self, line: impl Into<String>) {
         match &self.sink {
-            Some(sink) => (sink.borrow_mut())(line.into()),
+            Some(sink) => self.send(sink, line.into()),
             None => println!("{}", line.into()),
         }
     }
@@ -56,9 +61,20 @@ impl<'a> Report<'a> {
     /// Says a problem (stderr on a terminal).
     pub(crate) fn warn(&self, line: impl Into<String>) {
         match &self.sink {
-            Some(sink) => (sink.borrow_mut())(line.into()),
+            Some(sink) => self.send(sink, line.into()),
             None => eprintln!("{}", line.into()),
         }
+    }
+
+    fn send(&self, sink: &RefCell<&'a mut dyn FnMut(String) -> bool>, line: String) {
+        if !(sink.borrow_mut())(line) {
+            self.gone.set(true);
+        }
+    }
+
+    /// Whether whoever the lines were for went away (the import should stop, resumably).
+    pub(crate) fn abandoned(&self) -> bool {
+        self.gone.get()
     }
 
     /// A progress bar of `total` points (hidden when the lines go elsewhere: see
@@ -107,15 +123,20 @@ mod tests {
     #[test]
     fn lines_go_to_the_sink_and_progress_is_throttled() {
         let mut got = Vec::new();
-        let mut sink = |l: String| got.push(l);
+        let mut sink = |l: String| {
+            got.push(l);
+            got.len() < 3
+        };
         {
             let r = Report::lines(&mut sink);
             r.say("a");
             r.warn("b");
+            assert!(!r.abandoned());
             *r.last_progress.borrow_mut() = Instant::now() - REMOTE_PROGRESS_EVERY;
             r.progress(|| "p1".into());
             r.progress(|| "p2".into());
             assert!(r.bar(10).is_hidden());
+            assert!(r.abandoned(), "the sink said nobody listens");
         }
         assert_eq!(got, ["a", "b", "p1"]);
     }

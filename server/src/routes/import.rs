@@ -5,7 +5,8 @@
 //!
 //! The server reads the source from its own disk (or network), so the route is open only when
 //! the server listens on a loopback address (the importer is not given otherwise), and one
-//! import runs at a time.
+//! import runs at a time. A client that goes away stops the import at its next report (within
+//! seconds); the same import resumes it.
 
 use std::sync::{Arc, Mutex};
 
@@ -73,9 +74,7 @@ async fn import(State(s): State<AppState>, f: Fields) -> ApiResult<Response> {
             )));
             return;
         };
-        let mut report = |line: String| {
-            let _ = tx.blocking_send(Bytes::from(line + "\n"));
-        };
+        let mut report = |line: String| tx.blocking_send(Bytes::from(line + "\n")).is_ok();
         let last = match importer.import(&store, &request, &mut report) {
             Ok(()) => IMPORT_OK.to_string(),
             Err(e) => format!("{IMPORT_FAILED}{}", e.replace('\n', " ")),
