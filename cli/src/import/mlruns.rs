@@ -55,7 +55,12 @@ impl Meta {
     fn read(path: &Path) -> anyhow::Result<Meta> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut docs = YamlLoader::load_from_str(&text)
+        Meta::parse(path, &text)
+    }
+
+    /// Parses the text of the `meta.yaml` at `path` (named in errors).
+    fn parse(path: &Path, text: &str) -> anyhow::Result<Meta> {
+        let mut docs = YamlLoader::load_from_str(text)
             .map_err(|e| anyhow!("{}: not valid YAML: {e}", path.display()))?;
         if docs.is_empty() {
             bail!("{}: empty", path.display());
@@ -725,6 +730,30 @@ mod tests {
         assert!(m.number("name").is_err());
         std::fs::write(&path, "- a\n").unwrap();
         assert!(Meta::read(&path).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn written_points_parse_back(ts in 0i64.., step: i64, value: f64) {
+            let p = parse_point("k", &format!("{ts} {value:?} {step}")).unwrap();
+            proptest::prop_assert_eq!((p.timestamp, p.step), (ts, step));
+            proptest::prop_assert!(
+                p.value.to_bits() == value.to_bits() || (p.value.is_nan() && value.is_nan())
+            );
+        }
+
+        #[test]
+        fn any_line_parses_or_is_refused(line in "\\PC*") {
+            let _ = parse_point("k", &line);
+        }
+
+        #[test]
+        fn any_meta_yaml_reads_or_is_refused(text in "\\PC*") {
+            if let Ok(m) = Meta::parse(Path::new("meta.yaml"), &text) {
+                let _ = (m.text("name"), m.number("status").ok(), m.map("tags"));
+                let _ = run_status(&m);
+            }
+        }
     }
 
     #[test]
