@@ -267,7 +267,7 @@ fn import_into(
     )?;
 
     // Runs, one at a time, each recorded in the journal when complete.
-    let bar = report.bar(total_points);
+    let bar = report.bar("runs", "points", total_points);
     for (what, why) in src.unreadable() {
         report.say(format!("skipped {what}: {why}"));
         tally.failed.push((what.clone(), why.clone()));
@@ -607,7 +607,9 @@ fn verify_all(
     let failed: Vec<&str> = tally.failed.iter().map(|(id, _)| id.as_str()).collect();
     let mut problems = Vec::new();
     let (mut points, mut verified) = (0, 0);
+    let bar = report.bar("verify", "runs", runs.len() as u64);
     for run in runs.iter().filter(|r| !failed.contains(&r.id.as_str())) {
+        bar.inc(1);
         verified += 1;
         let expected = match sums.remove(&run.id) {
             Some(s) => s,
@@ -630,6 +632,7 @@ fn verify_all(
         diffs.extend(artifacts::differences(store, src, run)?);
         problems.extend(diffs.into_iter().map(|d| format!("run {}: {d}", run.id)));
     }
+    bar.finish_and_clear();
     if problems.is_empty() {
         report.say(format!(
             "verified {} runs and {} metric points: identical to the source",
