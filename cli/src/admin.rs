@@ -138,6 +138,20 @@ impl Remote {
         Self::answer(&url, req.send(body.to_string()))
     }
 
+    /// `PUT path` with a body streamed from `body` (an artifact upload through the proxy);
+    /// the JSON answer.
+    pub(crate) fn put(&self, path: &str, mut body: impl std::io::Read) -> anyhow::Result<Value> {
+        let url = self.url(path);
+        let mut req = self
+            .agent
+            .put(&url)
+            .content_type("application/octet-stream");
+        if let Some(auth) = &self.authorization {
+            req = req.header("Authorization", auth);
+        }
+        Self::answer(&url, req.send(ureq::SendBody::from_reader(&mut body)))
+    }
+
     /// `DELETE path`; the JSON answer.
     pub(crate) fn delete(&self, path: &str) -> anyhow::Result<Value> {
         let url = self.url(path);
@@ -180,6 +194,10 @@ impl Remote {
                 Some(msg) => anyhow!("{msg}"),
                 None => anyhow!("the server answered {status}: {}", text.trim()),
             });
+        }
+        if text.trim().is_empty() {
+            // MLflow answers an artifact upload with an empty 200.
+            return Ok(Value::Null);
         }
         json.ok_or_else(|| anyhow!("the server's answer to {url} is not JSON: {}", text.trim()))
     }

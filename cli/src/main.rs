@@ -5,6 +5,7 @@ mod deployments;
 mod gc;
 mod import;
 mod models;
+mod runcmd;
 mod server;
 mod sql;
 
@@ -22,6 +23,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a command as a tracked run: its mlflow client logs into that run, and its console
+    /// output, git state and environment are recorded with it.
+    ///
+    /// Example: quiver run --experiment demo --param lr=0.1 -- python train.py
+    Run(runcmd::RunArgs),
     /// Serve the MLflow tracking REST API (and the artifact proxy) from a store directory.
     ///
     /// Point the unmodified mlflow client at it: MLFLOW_TRACKING_URI=http://127.0.0.1:5000
@@ -88,15 +94,24 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // `quiver run` shares the terminal with its command: only warnings.
+    let default_filter = match cli.command {
+        Command::Run(_) => "warn",
+        _ => "info,tower_http=warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("QUIVER_LOG")
-                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => {
+            let code = runcmd::run(args)?;
+            std::process::exit(code);
+        }
         Command::Server(args) => server::run(args),
         Command::Sql {
             query,

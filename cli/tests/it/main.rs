@@ -11,6 +11,7 @@ mod hardening;
 mod import;
 mod models;
 mod parity;
+mod run;
 mod server;
 mod sql;
 mod sql_limits;
