@@ -147,6 +147,11 @@ pub(crate) fn start(command: &[String], env: &[(String, String)]) -> anyhow::Res
 }
 
 impl Running {
+    /// The command's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for the command to end, calling `tick` every `every` meanwhile (live log uploads).
     pub(crate) fn wait(
         mut self,

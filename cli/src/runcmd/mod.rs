@@ -5,15 +5,16 @@
 //! same run. Recorded with it: params and tags given here, the git commit, branch, remote and
 //! uncommitted diff of the working directory, the environment (`environment.json`, `pip
 //! freeze`), and the console output (`logs/stdout.txt`, `logs/stderr.txt`), uploaded while the
-//! command runs. The run ends FINISHED (exit 0), FAILED (the exit code is the tag
+//! command runs, and system metrics every few seconds (see [`system`]). The run ends FINISHED (exit 0), FAILED (the exit code is the tag
 //! `quiver.exit_code`) or KILLED (interrupted); `quiver run` exits with the command's code.
 
 mod child;
 mod context;
+mod system;
 mod tracking;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
@@ -46,6 +47,9 @@ pub(crate) struct RunArgs {
     /// Seconds between uploads of the console output while the command runs.
     #[arg(long, default_value_t = 5)]
     log_interval: u64,
+    /// Seconds between samples of the system metrics (`system/...`; 0: none).
+    #[arg(long, default_value_t = 10)]
+    system_metrics_interval: u64,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -130,11 +134,30 @@ fn run_tracked(args: &RunArgs, tracking: &Tracking) -> anyhow::Result<i32> {
             return Err(e);
         }
     };
-    let every = Duration::from_secs(args.log_interval.max(1));
-    let (ending, stdout, stderr) = running.wait(every, |r| {
-        for c in [&r.stdout, &r.stderr] {
-            if let Err(e) = upload_log(tracking, &created, c, false) {
-                eprintln!("quiver run: could not upload {}: {e:#}", c.artifact);
+    let logs_every = Duration::from_secs(args.log_interval.max(1));
+    let sample_every = Duration::from_secs(args.system_metrics_interval);
+    let mut sampler = (args.system_metrics_interval > 0)
+        .then(|| (system::Sampler::new(running.pid(), &dir), 0i64));
+    if let Some((s, _)) = &mut sampler {
+        s.sample(); // the baseline of the CPU figures
+    }
+    let (mut logged, mut sampled) = (Instant::now(), Instant::now());
+    let (ending, stdout, stderr) = running.wait(Duration::from_millis(250), |r| {
+        if logged.elapsed() >= logs_every {
+            logged = Instant::now();
+            for c in [&r.stdout, &r.stderr] {
+                if let Err(e) = upload_log(tracking, &created, c, false) {
+                    eprintln!("quiver run: could not upload {}: {e:#}", c.artifact);
+                }
+            }
+        }
+        if let Some((s, step)) = &mut sampler {
+            if sampled.elapsed() >= sample_every {
+                sampled = Instant::now();
+                if let Err(e) = log_system_metrics(tracking, &created.run_id, s.sample(), *step) {
+                    eprintln!("quiver run: could not log system metrics: {e:#}");
+                }
+                *step += 1;
             }
         }
     })?;
@@ -258,6 +281,26 @@ fn upload_log(
         return Ok(());
     }
     put_artifact(tracking, run, log.artifact, log.reader()?)
+}
+
+/// Logs one sample of the system metrics at `step`.
+fn log_system_metrics(
+    tracking: &Tracking,
+    run_id: &str,
+    sample: Vec<(String, f64)>,
+    step: i64,
+) -> anyhow::Result<()> {
+    let timestamp = now_ms();
+    let metrics: Vec<Value> = sample
+        .into_iter()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(key, value)| json!({"key": key, "value": value, "timestamp": timestamp, "step": step}))
+        .collect();
+    tracking.mlflow(
+        "/runs/log-batch",
+        &json!({"run_id": run_id, "metrics": metrics}),
+    )?;
+    Ok(())
 }
 
 fn end_run(

@@ -223,3 +223,52 @@ fn on_a_store_directory_the_run_is_served_to_the_command_and_stored() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["info"]["status"], "FINISHED");
 }
+
+#[test]
+fn system_metrics_are_sampled_while_the_command_runs() {
+    let s = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args([
+            "run",
+            "--url",
+            &s.url,
+            "--experiment",
+            "sys",
+            "--system-metrics-interval",
+            "1",
+            "--",
+        ])
+        .args(["sh", "-c", "while [ ! -f go ]; do sleep 0.1; done"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "no system metrics arrived");
+        let found = runs(&s, "sys");
+        let keys: Vec<&str> = found
+            .first()
+            .and_then(|r| r["data"]["metrics"].as_array())
+            .map(|m| m.iter().filter_map(|m| m["key"].as_str()).collect())
+            .unwrap_or_default();
+        if keys.contains(&"system/cpu_utilization_percentage") {
+            for key in [
+                "system/process_cpu_utilization_percentage",
+                "system/process_memory_rss_megabytes",
+                "system/system_memory_usage_megabytes",
+                "system/disk_usage_percentage",
+                "system/network_receive_megabytes",
+            ] {
+                assert!(keys.contains(&key), "{key} in {keys:?}");
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(runs(&s, "sys")[0]["info"]["status"], "FINISHED");
+}
