@@ -534,14 +534,14 @@ impl Source for FileStore {
         &self.runs
     }
 
-    fn point_count(&self) -> anyhow::Result<u64> {
+    fn point_count(&self) -> anyhow::Result<Option<u64>> {
         let mut n = 0;
         for dir in self.run_dirs.values() {
             for (_, path) in keyed_files(&dir.join("metrics"))? {
                 n += count_lines(&path)?;
             }
         }
-        Ok(n)
+        Ok(Some(n))
     }
 
     fn point_reader(&self) -> anyhow::Result<Box<dyn PointReader>> {

@@ -10,6 +10,7 @@ mod artifacts;
 mod feed;
 mod journal;
 mod mlruns;
+mod rest;
 mod source;
 mod sqlite;
 mod verify;
@@ -41,7 +42,10 @@ pub(crate) enum Command {
 /// The arguments of `quiver import mlflow`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct MlflowArgs {
-    /// The source: an MLflow database file, as `sqlite:///path/to/mlflow.db` or its path.
+    /// The source: an MLflow database file, as `sqlite:///path/to/mlflow.db` or its path; an
+    /// `mlruns/` directory (MLflow's file store); or a running MLflow tracking server, any
+    /// backend, as `http://host:5000`, read through its REST API (credentials from
+    /// MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN).
     #[arg(long)]
     from: String,
     /// The source's artifact root, where `mlflow-artifacts:/` URIs point (the
@@ -78,11 +82,12 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// The source a `--from` names: an MLflow database file or an `mlruns/` directory.
+/// The source a `--from` names: an MLflow database file, an `mlruns/` directory or a running
+/// MLflow server.
 fn open_source(args: &MlflowArgs) -> anyhow::Result<Box<dyn Source>> {
     let from = args.from.as_str();
     if from.starts_with("http://") || from.starts_with("https://") {
-        bail!("importing from a running MLflow server is not supported yet: give its database file (sqlite:///path/mlflow.db) or its mlruns/ directory");
+        return Ok(Box::new(rest::Server::open(from)?));
     }
     let file_uri = from.strip_prefix("file://");
     let path = PathBuf::from(file_uri.or(from.strip_prefix("sqlite:///")).unwrap_or(from));
@@ -133,7 +138,7 @@ fn import_mlflow(args: &MlflowArgs) -> anyhow::Result<()> {
         source.describe(),
         source.experiments().len(),
         source.runs().len(),
-        total_points
+        total_points.map_or("an unknown number of".to_string(), |n| n.to_string())
     );
     if args.dry_run {
         return dry_run(args, source.as_ref());
@@ -172,7 +177,7 @@ fn import_into(
     store: &Store,
     args: &MlflowArgs,
     src: &dyn Source,
-    total_points: u64,
+    total_points: Option<u64>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let (source, experiments, runs) = (src.identity(), src.experiments(), src.runs());
@@ -219,13 +224,7 @@ fn import_into(
     }
 
     // Runs, one at a time, each recorded in the journal when complete.
-    let bar = ProgressBar::new(total_points).with_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {human_pos}/{human_len} points, {per_sec} {msg}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
+    let bar = progress_bar(total_points);
     bar.set_prefix("runs");
     let mut tally = Tally::default();
     for (what, why) in src.unreadable() {
@@ -439,6 +438,24 @@ fn verify_all(
         "verification found {} differences between the source and the store",
         problems.len()
     )
+}
+
+/// A bar of points against the total, or a spinner with the count and rate when the source
+/// cannot tell the total.
+fn progress_bar(total_points: Option<u64>) -> ProgressBar {
+    match total_points {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {human_pos}/{human_len} points, {per_sec} {msg}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        ),
+        None => ProgressBar::no_length().with_style(
+            ProgressStyle::with_template("{prefix} {spinner} {human_pos} points, {per_sec} {msg}")
+                .expect("a valid template"),
+        ),
+    }
 }
 
 /// The journal's entry for an experiment this import created.
