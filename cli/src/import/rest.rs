@@ -173,11 +173,12 @@ impl Client {
     fn send(
         &self,
         url: &str,
+        attempts: u32,
         attempt: impl Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
         let mut pause = FIRST_PAUSE;
-        for n in 1..=ATTEMPTS {
-            let last = n == ATTEMPTS;
+        for n in 1..=attempts {
+            let last = n == attempts;
             match attempt() {
                 Ok(mut resp) => {
                     let status = resp.status().as_u16();
@@ -202,9 +203,11 @@ impl Client {
                     std::thread::sleep(pause);
                     pause *= 2;
                 }
-                Err(e) => return Err(anyhow!(e).context(format!(
+                Err(e) => {
+                    return Err(anyhow!(e).context(format!(
                     "cannot reach {url} (after {n} attempts; is the MLflow server running there?)"
-                ))),
+                )))
+                }
             }
         }
         unreachable!("the last attempt returns")
@@ -214,9 +217,14 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
-    fn get_response(&self, path: &str) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
+    /// `GET path`, tried up to `attempts` times; the successful answer.
+    fn get_response(
+        &self,
+        path: &str,
+        attempts: u32,
+    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
         let url = self.url(path);
-        self.send(&url, || {
+        self.send(&url, attempts, || {
             let mut req = self.agent.get(&url);
             if let Some(auth) = &self.authorization {
                 req = req.header("Authorization", auth);
@@ -227,7 +235,7 @@ impl Client {
 
     /// `GET path` (query encoded); the JSON answer.
     fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let resp = self.get_response(path)?;
+        let resp = self.get_response(path, ATTEMPTS)?;
         json_body(&self.url(path), resp)
     }
 
@@ -235,7 +243,7 @@ impl Client {
     fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let url = self.url(path);
         let text = body.to_string();
-        let resp = self.send(&url, || {
+        let resp = self.send(&url, ATTEMPTS, || {
             let mut req = self.agent.post(&url).content_type("application/json");
             if let Some(auth) = &self.authorization {
                 req = req.header("Authorization", auth);
@@ -247,7 +255,7 @@ impl Client {
 
     /// `GET path` as a stream of bytes.
     fn stream(&self, path: &str) -> anyhow::Result<Box<dyn Read + Send>> {
-        let resp = self.get_response(path)?;
+        let resp = self.get_response(path, ATTEMPTS)?;
         Ok(Box::new(resp.into_body().into_reader()))
     }
 }
@@ -508,8 +516,9 @@ impl Server {
                 client.base
             );
         }
+        // Only for the first line printed: asked once, and any failure is no version.
         let version = client
-            .get_response("/version")
+            .get_response("/version", 1)
             .ok()
             .and_then(|r| r.into_body().with_config().limit(100).read_to_string().ok())
             .map(|v| v.trim().to_string())
