@@ -272,7 +272,7 @@ impl FileStore {
 }
 
 /// Experiment ids are numbers; compares them as such.
-fn numeric_order(a: &str, b: &str) -> std::cmp::Ordering {
+pub(super) fn numeric_order(a: &str, b: &str) -> std::cmp::Ordering {
     match (a.parse::<i64>(), b.parse::<i64>()) {
         (Ok(x), Ok(y)) => x.cmp(&y),
         _ => a.cmp(b),

@@ -26,6 +26,7 @@ use quiver_store::{
 };
 use serde_json::{json, Value};
 
+use super::mlruns::numeric_order;
 use super::source::{PointReader, Source, SourceExperiment, SourceFile, SourceRun};
 use crate::admin::percent_encode;
 
@@ -593,14 +594,6 @@ impl Server {
         self.runs = runs;
         self.metric_keys = keys;
         Ok(())
-    }
-}
-
-/// Experiment ids are numbers in MLflow's SQL store; compares them as such.
-fn numeric_order(a: &str, b: &str) -> std::cmp::Ordering {
-    match (a.parse::<i64>(), b.parse::<i64>()) {
-        (Ok(x), Ok(y)) => x.cmp(&y),
-        _ => a.cmp(b),
     }
 }
 
