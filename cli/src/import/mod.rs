@@ -87,6 +87,9 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
 fn open_source(args: &MlflowArgs) -> anyhow::Result<Box<dyn Source>> {
     let from = args.from.as_str();
     if from.starts_with("http://") || from.starts_with("https://") {
+        if args.artifacts.is_some() {
+            bail!("--artifacts is for a database source: a server's artifacts are read through the server");
+        }
         return Ok(Box::new(rest::Server::open(from)?));
     }
     let file_uri = from.strip_prefix("file://");
