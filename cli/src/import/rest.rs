@@ -14,8 +14,11 @@
 //! Credentials as the MLflow client reads them: `MLFLOW_TRACKING_USERNAME` and
 //! `MLFLOW_TRACKING_PASSWORD` (HTTP basic), else `MLFLOW_TRACKING_TOKEN` (bearer).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -597,71 +600,189 @@ impl Server {
     }
 }
 
-/// Reads metric histories from the server, key by key, page by page.
+/// Reads one page after another of every history of run `run_id` (keys in order), calling
+/// `page` with the key and the page's points.
+fn fetch_history(
+    client: &Client,
+    run_id: &str,
+    keys: &[String],
+    page: &mut dyn FnMut(&str, Vec<Metric>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for key in keys {
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!(
+                "/api/2.0/mlflow/metrics/get-history?run_id={}&metric_key={}&max_results={HISTORY_PAGE}",
+                percent_encode(run_id),
+                percent_encode(key)
+            );
+            if let Some(t) = &token {
+                path.push_str("&page_token=");
+                path.push_str(&percent_encode(t));
+            }
+            let answer = client.get(&path)?;
+            let points = answer["metrics"]
+                .as_array()
+                .map(|a| a.iter().map(|m| point(key, m)).collect())
+                .unwrap_or(Ok(Vec::new()))
+                .with_context(|| format!("the history of {key} of run {run_id}"))?;
+            page(key, points)?;
+            match answer["next_page_token"].as_str() {
+                Some(t) if !t.is_empty() && Some(t) != token.as_deref() => {
+                    token = Some(t.to_string())
+                }
+                _ => break,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs whose histories are fetched at once, ahead of the one being imported: an
+/// `mlflow server` answers with 4 worker processes by default.
+const FETCHERS: usize = 4;
+/// Pages of a run fetched ahead and held until its turn.
+const PAGES_AHEAD: usize = 2;
+
+/// A page of history: the key and its points.
+type Page = anyhow::Result<(String, Vec<Metric>)>;
+
+/// Reads metric histories from the server, key by key, page by page; told the runs to come
+/// ([`PointReader::will_read`]), it fetches up to [`FETCHERS`] of them at once on threads of
+/// its own, each at most [`PAGES_AHEAD`] pages ahead of the import.
 ///
 /// A backend may answer a point more than once (MLflow's file store keeps every logged line);
 /// MLflow's SQL store and Quiver keep one, so a repeat is dropped here, as the file-store
 /// source does. That takes a set of the points of the key being read (about 50 bytes a point).
 struct HistoryReader {
     client: Client,
-    metric_keys: HashMap<String, Vec<String>>,
+    metric_keys: Arc<HashMap<String, Vec<String>>>,
+    /// The pages of runs being fetched ahead, by run id.
+    ahead: HashMap<String, Receiver<Page>>,
+    /// Tells the fetchers to end (the reader is gone).
+    stop: Arc<AtomicBool>,
+}
+
+impl HistoryReader {
+    fn new(client: Client, metric_keys: HashMap<String, Vec<String>>) -> HistoryReader {
+        HistoryReader {
+            client,
+            metric_keys: Arc::new(metric_keys),
+            ahead: HashMap::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl Drop for HistoryReader {
+    fn drop(&mut self) {
+        // The receivers go with the reader: a fetcher's next send fails, it sees the flag
+        // and ends.
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Drops repeated points of one key and gathers the rest into batches.
+struct Batcher<'a> {
+    batch: usize,
+    buf: Vec<Metric>,
+    key: String,
+    seen: HashSet<(i64, i64, u64)>,
+    each: &'a mut dyn FnMut(Vec<Metric>) -> anyhow::Result<()>,
+}
+
+impl Batcher<'_> {
+    fn add(&mut self, key: &str, points: Vec<Metric>) -> anyhow::Result<()> {
+        if key != self.key {
+            key.clone_into(&mut self.key);
+            self.seen.clear();
+        }
+        for p in points {
+            let bits = if p.value.is_nan() {
+                f64::NAN.to_bits()
+            } else {
+                p.value.to_bits()
+            };
+            if !self.seen.insert((p.timestamp, p.step, bits)) {
+                continue;
+            }
+            self.buf.push(p);
+            if self.buf.len() >= self.batch {
+                let full =
+                    std::mem::replace(&mut self.buf, Vec::with_capacity(self.batch.min(65_536)));
+                (self.each)(full)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        (self.each)(self.buf)
+    }
 }
 
 impl PointReader for HistoryReader {
+    fn will_read(&mut self, run_ids: &[String]) {
+        let mut queue = VecDeque::new();
+        for id in run_ids {
+            if self.metric_keys.get(id).is_some_and(|k| !k.is_empty()) {
+                let (tx, rx) = sync_channel::<Page>(PAGES_AHEAD);
+                queue.push_back((id.clone(), tx));
+                self.ahead.insert(id.clone(), rx);
+            }
+        }
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..FETCHERS.min(run_ids.len()) {
+            let (queue, client) = (Arc::clone(&queue), self.client.clone());
+            let (keys, stop) = (Arc::clone(&self.metric_keys), Arc::clone(&self.stop));
+            std::thread::spawn(move || loop {
+                // Runs are taken in order, so the run being imported always has a fetcher.
+                let next = queue.lock().map(|mut q| q.pop_front());
+                let Ok(Some((run_id, tx))) = next else {
+                    return;
+                };
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let read = fetch_history(&client, &run_id, &keys[&run_id], &mut |key, points| {
+                    tx.send(Ok((key.to_string(), points)))
+                        .map_err(|_| anyhow!("the import stopped reading run {run_id}"))
+                });
+                if let Err(e) = read {
+                    let _ = tx.send(Err(e));
+                }
+            });
+        }
+    }
+
     fn metrics(
         &mut self,
         run_id: &str,
         batch: usize,
         each: &mut dyn FnMut(Vec<Metric>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let Some(keys) = self.metric_keys.get(run_id) else {
-            return Ok(());
+        let mut batcher = Batcher {
+            batch,
+            buf: Vec::with_capacity(batch.min(65_536)),
+            key: String::new(),
+            seen: HashSet::new(),
+            each,
         };
-        let mut buf: Vec<Metric> = Vec::with_capacity(batch.min(65_536));
-        let mut seen: HashSet<(i64, i64, u64)> = HashSet::new();
-        for key in keys {
-            seen.clear();
-            let client = &self.client;
-            pages(
-                |token| {
-                    let mut path = format!(
-                        "/api/2.0/mlflow/metrics/get-history?run_id={}&metric_key={}&max_results={HISTORY_PAGE}",
-                        percent_encode(run_id),
-                        percent_encode(key)
-                    );
-                    if let Some(t) = token {
-                        path.push_str("&page_token=");
-                        path.push_str(&percent_encode(t));
-                    }
-                    client.get(&path)
-                },
-                "metrics",
-                |m| {
-                    let p = point(key, m)
-                        .with_context(|| format!("the history of {key} of run {run_id}"))?;
-                    let bits = if p.value.is_nan() {
-                        f64::NAN.to_bits()
-                    } else {
-                        p.value.to_bits()
-                    };
-                    if !seen.insert((p.timestamp, p.step, bits)) {
-                        return Ok(());
-                    }
-                    buf.push(p);
-                    if buf.len() >= batch {
-                        each(std::mem::replace(
-                            &mut buf,
-                            Vec::with_capacity(batch.min(65_536)),
-                        ))?;
-                    }
-                    Ok(())
-                },
-            )?;
+        if let Some(rx) = self.ahead.remove(run_id) {
+            // Fetched ahead: its pages until the fetcher is done with it.
+            for page in rx {
+                let (key, points) = page?;
+                batcher.add(&key, points)?;
+            }
+        } else if let Some(keys) = self.metric_keys.get(run_id) {
+            fetch_history(&self.client, run_id, keys, &mut |key, points| {
+                batcher.add(key, points)
+            })?;
         }
-        if !buf.is_empty() {
-            each(buf)?;
-        }
-        Ok(())
+        batcher.finish()
     }
 }
 
@@ -691,10 +812,10 @@ impl Source for Server {
     }
 
     fn point_reader(&self) -> anyhow::Result<Box<dyn PointReader>> {
-        Ok(Box::new(HistoryReader {
-            client: self.client.clone(),
-            metric_keys: self.metric_keys.clone(),
-        }))
+        Ok(Box::new(HistoryReader::new(
+            self.client.clone(),
+            self.metric_keys.clone(),
+        )))
     }
 
     fn artifact_files(&self, run: &SourceRun) -> anyhow::Result<Vec<SourceFile>> {
@@ -937,6 +1058,47 @@ mod tests {
         assert_eq!(super::run(&running).unwrap().0.end_time, None);
         assert!(super::run(&json!({"info": {"status": "RUNNING"}})).is_err());
         assert!(super::run(&json!({"info": {"run_id": "r", "status": "DONE"}})).is_err());
+    }
+
+    #[test]
+    fn repeated_points_of_a_key_are_dropped_and_batches_stay_small() {
+        let mut got: Vec<Vec<Metric>> = Vec::new();
+        let mut each = |b: Vec<Metric>| {
+            got.push(b);
+            Ok(())
+        };
+        let mut b = Batcher {
+            batch: 2,
+            buf: Vec::new(),
+            key: String::new(),
+            seen: HashSet::new(),
+            each: &mut each,
+        };
+        let m = |k: &str, v: f64, t: i64| Metric::new(k, v, t, 0);
+        b.add(
+            "a",
+            vec![m("a", f64::NAN, 1), m("a", 0.5, 1), m("a", f64::NAN, 1)],
+        )
+        .unwrap();
+        b.add("a", vec![m("a", 0.5, 1), m("a", 0.5, 2)]).unwrap();
+        b.add("b", vec![m("b", 0.5, 1)]).unwrap();
+        b.finish().unwrap();
+        let sizes: Vec<usize> = got.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![2, 2]);
+        let points: Vec<(String, i64)> = got
+            .into_iter()
+            .flatten()
+            .map(|p| (p.key, p.timestamp))
+            .collect();
+        assert_eq!(
+            points,
+            vec![
+                ("a".into(), 1),
+                ("a".into(), 1),
+                ("a".into(), 2),
+                ("b".into(), 1)
+            ]
+        );
     }
 
     #[test]

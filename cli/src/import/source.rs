@@ -51,6 +51,10 @@ pub(crate) struct SourceFile {
 
 /// Reads metric points, run by run; owned by the thread that reads ahead of the store.
 pub(crate) trait PointReader: Send {
+    /// Tells the reader that [`PointReader::metrics`] will be asked for these runs, in this
+    /// order (a reader may fetch ahead). Nothing by default.
+    fn will_read(&mut self, _run_ids: &[String]) {}
+
     /// Calls `each` with the metric points of run `run_id` in batches of at most `batch`.
     fn metrics(
         &mut self,
