@@ -252,6 +252,36 @@ def test_a_running_mlflow_server_imports_identically(source):
             stop_server(server)
 
 
+def test_an_import_killed_part_way_resumes_to_the_same_store(source):
+    url = source
+    with tempfile.TemporaryDirectory() as out:
+        store = Path(out) / "store"
+        proc = subprocess.Popen(
+            [quiver_bin(), "import", "mlflow", "--from", url, "--store", str(store)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "QUIVER_LOG": "warn"})
+        deadline = time.monotonic() + 60
+        while not (store / "FORMAT").exists() and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        # Resumed: the runs done are checked against the server again (read afresh), the
+        # rest imported now.
+        done = quiver_import(url, store)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"verified {RUNS} runs and {POINTS} metric points: identical to the source" \
+            in done.stdout, done.stdout
+        server, qurl = start_server(store)
+        try:
+            assert assert_identical(MlflowClient(tracking_uri=url),
+                                    MlflowClient(tracking_uri=qurl)) == RUNS
+        finally:
+            stop_server(server)
+
+
 class FakeServer(http.server.BaseHTTPRequestHandler):
     """Answers 503 to the first two requests, then 401 with an MLflow error body; records
     the path and Authorization header of each request."""

@@ -412,7 +412,21 @@ fn verify_all(
                 // Imported before: read again from the source.
                 let reader = match &mut reader {
                     Some(r) => r,
-                    None => reader.insert(src.point_reader()?),
+                    None => {
+                        let mut r = src.point_reader()?;
+                        // This run and those after it that were imported before.
+                        let again: Vec<String> = runs
+                            .iter()
+                            .skip_while(|r| r.id != run.id)
+                            .filter(|r| {
+                                !failed.contains(&r.id.as_str())
+                                    && (r.id == run.id || !sums.contains_key(&r.id))
+                            })
+                            .map(|r| r.id.clone())
+                            .collect();
+                        r.will_read(&again);
+                        reader.insert(r)
+                    }
                 };
                 let mut s = SeriesSums::default();
                 reader.metrics(&run.id, IMPORT_BATCH, &mut |b| {

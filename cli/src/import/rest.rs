@@ -659,6 +659,8 @@ struct HistoryReader {
     metric_keys: Arc<HashMap<String, Vec<String>>>,
     /// The pages of runs being fetched ahead, by run id.
     ahead: HashMap<String, Receiver<Page>>,
+    /// Those runs in the order given.
+    order: VecDeque<String>,
     /// Tells the fetchers to end (the reader is gone).
     stop: Arc<AtomicBool>,
 }
@@ -669,6 +671,7 @@ impl HistoryReader {
             client,
             metric_keys: Arc::new(metric_keys),
             ahead: HashMap::new(),
+            order: VecDeque::new(),
             stop: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -732,6 +735,7 @@ impl PointReader for HistoryReader {
                 let (tx, rx) = sync_channel::<Page>(PAGES_AHEAD);
                 queue.push_back((id.clone(), tx));
                 self.ahead.insert(id.clone(), rx);
+                self.order.push_back(id.clone());
             }
         }
         let queue = Arc::new(Mutex::new(queue));
@@ -771,6 +775,16 @@ impl PointReader for HistoryReader {
             seen: HashSet::new(),
             each,
         };
+        if self.ahead.contains_key(run_id) {
+            // Runs given before this one and not asked for are not wanted: dropping their
+            // pages frees their fetchers.
+            while let Some(id) = self.order.pop_front() {
+                if id == run_id {
+                    break;
+                }
+                self.ahead.remove(&id);
+            }
+        }
         if let Some(rx) = self.ahead.remove(run_id) {
             // Fetched ahead: its pages until the fetcher is done with it.
             for page in rx {
