@@ -339,6 +339,8 @@ def test_errors_name_the_url_and_the_servers_code_after_retries():
                                env={"MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_TOKEN": ""})
         assert nobody.returncode == 1
         assert "cannot reach" in nobody.stderr, nobody.stderr
+        tls = quiver_import("https://127.0.0.1:1", Path(out) / "s")
+        assert tls.returncode == 1 and "built without TLS" in tls.stderr, tls.stderr
         arts = quiver_import("http://127.0.0.1:1", Path(out) / "s", "--artifacts", out)
         assert arts.returncode == 1 and "--artifacts is for a database source" in arts.stderr, \
             arts.stderr

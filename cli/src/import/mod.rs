@@ -36,6 +36,8 @@ pub(crate) enum Command {
     /// metric point, and their artifacts) into a store directory, then verify it.
     ///
     /// Example: quiver import mlflow --from sqlite:///mlflow.db --artifacts ./mlartifacts
+    ///
+    /// From a running MLflow server: quiver import mlflow --from http://host:5000
     Mlflow(MlflowArgs),
 }
 
@@ -50,7 +52,8 @@ pub(crate) struct MlflowArgs {
     from: String,
     /// The source's artifact root, where `mlflow-artifacts:/` URIs point (the
     /// `--artifacts-destination` of `mlflow server`, `./mlartifacts` by default). Runs whose
-    /// artifact URI is a local path are read from that path.
+    /// artifact URI is a local path are read from that path. Not for a server source: its
+    /// artifacts are read through the server.
     #[arg(long)]
     artifacts: Option<PathBuf>,
     /// The store directory to import into (created when missing). A store a server has open is
