@@ -9,8 +9,8 @@ directories, a deleted run, a deleted experiment with a run, and a registered mo
 versions, a stage, tags, an alias and a deleted version. It is imported into a new store; a
 `quiver server` on that store is read with the mlflow client and compared with the MLflow
 server, run by run, point by point, byte by byte and model by model. Importing again adds
-nothing and still verifies. Error answers and credentials are checked against a small fake
-server.
+nothing and still verifies; an import killed part-way and run again ends identical. Retries,
+error answers and credentials are checked against a small fake server.
 """
 
 import base64
