@@ -9,7 +9,8 @@ directories, a deleted run, a deleted experiment with a run, and a registered mo
 versions, a stage, tags, an alias and a deleted version. It is imported into a new store; a
 `quiver server` on that store is read with the mlflow client and compared with the MLflow
 server, run by run, point by point, byte by byte and model by model. Importing again adds
-nothing and still verifies; an import killed part-way and run again ends identical. Retries,
+nothing and still verifies; an import killed part-way and run again ends identical. A server
+on MLflow's file store (another backend, other JSON for ±Inf) imports too. Retries,
 error answers and credentials are checked against a small fake server.
 """
 
@@ -40,16 +41,17 @@ POINTS = 3000 + 3 + 1 + 1 + LONG  # every point the source holds
 RUNS = 5
 
 
-def start_mlflow(tmp):
-    """Starts `mlflow server` (SQLite backend, artifacts under `tmp`) on a free port; returns
-    (process, url) once it answers /health."""
+def start_mlflow(tmp, backend=None):
+    """Starts `mlflow server` (SQLite backend unless told, artifacts under `tmp`) on a free
+    port; returns (process, url) once it answers /health."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp}/mlflow.db",
+        [str(mlflow_bin), "server", "--backend-store-uri", backend or f"sqlite:///{tmp}/mlflow.db",
          "--artifacts-destination", str(Path(tmp) / "artifacts"), "--host", "127.0.0.1",
          "--port", str(port), "--workers", "1"],
+        env={**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while True:
@@ -280,6 +282,49 @@ def test_an_import_killed_part_way_resumes_to_the_same_store(source):
                                     MlflowClient(tracking_uri=qurl)) == RUNS
         finally:
             stop_server(server)
+
+
+def test_a_server_on_a_file_store_imports_too():
+    """Another backend behind the same REST API: MLflow's file store answers ±Inf as the
+    strings "Infinity" and "-Infinity" and a point logged twice twice; the import keeps ±Inf
+    and the point once."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = start_mlflow(tmp, backend=str(Path(tmp) / "mlruns"))
+        try:
+            c = MlflowClient(tracking_uri=url)
+            exp = c.create_experiment("filed", tags={"k": "v"})
+            rid = c.create_run(exp, run_name="r").info.run_id
+            c.log_metric(rid, "acc", float("inf"), step=1, timestamp=5)
+            c.log_metric(rid, "acc", 0.5, step=1, timestamp=6)
+            c.log_metric(rid, "acc", 0.5, step=1, timestamp=6)
+            c.log_metric(rid, "acc", float("-inf"), step=2, timestamp=7)
+            c.log_metric(rid, "acc", float("nan"), step=3, timestamp=8)
+            c.log_param(rid, "p", "1")
+            c.log_text(rid, "filed text", "d/e/f.txt")
+            c.set_terminated(rid)
+            raw = urllib.request.urlopen(
+                f"{url}/api/2.0/mlflow/metrics/get-history?run_id={rid}&metric_key=acc").read()
+            assert b'"Infinity"' in raw and b'"-Infinity"' in raw, raw
+            with tempfile.TemporaryDirectory() as out:
+                store = Path(out) / "store"
+                done = quiver_import(url, store)
+                assert done.returncode == 0, done.stdout + done.stderr
+                assert "verified 1 runs and 4 metric points: identical to the source" \
+                    in done.stdout, done.stdout
+                server, qurl = start_server(store)
+                try:
+                    dst = MlflowClient(tracking_uri=qurl)
+                    assert history(dst, rid, "acc") == [
+                        (1, 5, math.inf), (1, 6, 0.5), (2, 7, -math.inf), (3, 8, "nan")]
+                    assert dst.get_run(rid).data.params == {"p": "1"}
+                    assert dst.get_experiment_by_name("filed").tags == {"k": "v"}
+                    with tempfile.TemporaryDirectory() as d:
+                        got = Path(dst.download_artifacts(rid, "d/e/f.txt", d)).read_text()
+                    assert got == "filed text"
+                finally:
+                    stop_server(server)
+        finally:
+            stop_mlflow(proc)
 
 
 class FakeServer(http.server.BaseHTTPRequestHandler):
