@@ -37,7 +37,7 @@ from quiver_process import free_port, quiver_bin, start_server, stop_server
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 LONG = 30_000  # points of the long series: two pages of metrics/get-history (25,000 a page)
-POINTS = 3000 + 3 + 1 + 1 + LONG  # every point the source holds
+POINTS = 3000 + 3 + 1 + 1 + 1 + LONG  # every point the source holds
 RUNS = 5
 
 
@@ -103,6 +103,7 @@ def fill(c, tmp):
     c.log_metric(child, "acc", 0.5, step=1, timestamp=6)
     c.log_metric(child, "acc", 0.5, step=1, timestamp=6)  # the same point again
     c.log_metric(child, "acc", float("-inf"), step=2, timestamp=7)
+    c.log_metric(child, "val/loss: a b", 0.25, step=0, timestamp=9)  # a key to percent-encode
     c.log_text(parent, "hello, quiver", "notes/a.txt")
     files = tmp / "upload"
     (files / "deep").mkdir(parents=True)
