@@ -33,6 +33,7 @@ impl Reader {
     /// Starts reading the runs `run_ids` with `source`.
     pub(crate) fn start(mut source: Box<dyn PointReader>, run_ids: Vec<String>) -> Reader {
         let (tx, rx) = sync_channel(AHEAD);
+        source.will_read(&run_ids);
         let thread = std::thread::spawn(move || {
             for id in run_ids {
                 let read = source.metrics(&id, IMPORT_BATCH, &mut |batch| {

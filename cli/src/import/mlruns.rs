@@ -292,7 +292,7 @@ impl FileStore {
 }
 
 /// Experiment ids are numbers; compares them as such.
-fn numeric_order(a: &str, b: &str) -> std::cmp::Ordering {
+pub(super) fn numeric_order(a: &str, b: &str) -> std::cmp::Ordering {
     match (a.parse::<i64>(), b.parse::<i64>()) {
         (Ok(x), Ok(y)) => x.cmp(&y),
         _ => a.cmp(b),
@@ -631,14 +631,14 @@ impl Source for FileStore {
         &self.runs
     }
 
-    fn point_count(&self) -> anyhow::Result<u64> {
+    fn point_count(&self) -> anyhow::Result<Option<u64>> {
         let mut n = 0;
         for dir in self.run_dirs.values() {
             for (_, path) in keyed_files(&dir.join("metrics"))? {
                 n += count_lines(&path)?;
             }
         }
-        Ok(n)
+        Ok(Some(n))
     }
 
     fn point_reader(&self) -> anyhow::Result<Box<dyn PointReader>> {

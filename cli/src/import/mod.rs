@@ -12,6 +12,7 @@ mod journal;
 mod mlruns;
 mod remote;
 mod report;
+mod rest;
 mod source;
 mod sqlite;
 mod verify;
@@ -41,18 +42,24 @@ pub(crate) enum Command {
     /// metric point, and their artifacts) into a store directory, then verify it.
     ///
     /// Example: quiver import mlflow --from sqlite:///mlflow.db --artifacts ./mlartifacts
+    ///
+    /// From a running MLflow server: quiver import mlflow --from http://host:5000
     Mlflow(MlflowArgs),
 }
 
 /// The arguments of `quiver import mlflow`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct MlflowArgs {
-    /// The source: an MLflow database file, as `sqlite:///path/to/mlflow.db` or its path.
+    /// The source: an MLflow database file, as `sqlite:///path/to/mlflow.db` or its path; an
+    /// `mlruns/` directory (MLflow's file store); or a running MLflow tracking server, any
+    /// backend, as `http://host:5000`, read through its REST API (credentials from
+    /// MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN).
     #[arg(long)]
     from: String,
     /// The source's artifact root, where `mlflow-artifacts:/` URIs point (the
     /// `--artifacts-destination` of `mlflow server`, `./mlartifacts` by default). Runs whose
-    /// artifact URI is a local path are read from that path.
+    /// artifact URI is a local path are read from that path. Not for a server source: its
+    /// artifacts are read through the server.
     #[arg(long)]
     artifacts: Option<PathBuf>,
     /// The store directory to import into (created when missing). A store a server has open is
@@ -88,11 +95,15 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// The source a `--from` names: an MLflow database file or an `mlruns/` directory.
+/// The source a `--from` names: an MLflow database file, an `mlruns/` directory or a running
+/// MLflow server.
 fn open_source(args: &MlflowArgs) -> anyhow::Result<Box<dyn Source>> {
     let from = args.from.as_str();
     if from.starts_with("http://") || from.starts_with("https://") {
-        bail!("importing from a running MLflow server is not supported yet: give its database file (sqlite:///path/mlflow.db) or its mlruns/ directory");
+        if args.artifacts.is_some() {
+            bail!("--artifacts is for a database source: a server's artifacts are read through the server");
+        }
+        return Ok(Box::new(rest::Server::open(from)?));
     }
     let file_uri = from.strip_prefix("file://");
     let path = PathBuf::from(file_uri.or(from.strip_prefix("sqlite:///")).unwrap_or(from));
@@ -167,15 +178,15 @@ pub(crate) fn import_with(
     import_into(store, args, source.as_ref(), report)
 }
 
-/// Says what the source holds.
-fn describe(source: &dyn Source, report: &Report<'_>) -> anyhow::Result<u64> {
+/// Says what the source holds; returns its point count when the source knows it.
+fn describe(source: &dyn Source, report: &Report<'_>) -> anyhow::Result<Option<u64>> {
     let total_points = source.point_count()?;
     report.say(format!(
         "{}, {} experiments, {} runs, {} metric points",
         source.describe(),
         source.experiments().len(),
         source.runs().len(),
-        total_points
+        total_points.map_or("an unknown number of".to_string(), |n| n.to_string())
     ));
     Ok(total_points)
 }
@@ -607,7 +618,7 @@ fn verify_all(
     let failed: Vec<&str> = tally.failed.iter().map(|(id, _)| id.as_str()).collect();
     let mut problems = Vec::new();
     let (mut points, mut verified) = (0, 0);
-    let bar = report.bar("verify", "runs", runs.len() as u64);
+    let bar = report.bar("verify", "runs", Some(runs.len() as u64));
     for run in runs.iter().filter(|r| !failed.contains(&r.id.as_str())) {
         bar.inc(1);
         verified += 1;
@@ -617,7 +628,21 @@ fn verify_all(
                 // Imported before: read again from the source.
                 let reader = match &mut reader {
                     Some(r) => r,
-                    None => reader.insert(src.point_reader()?),
+                    None => {
+                        let mut r = src.point_reader()?;
+                        // This run and those after it that were imported before.
+                        let again: Vec<String> = runs
+                            .iter()
+                            .skip_while(|r| r.id != run.id)
+                            .filter(|r| {
+                                !failed.contains(&r.id.as_str())
+                                    && (r.id == run.id || !sums.contains_key(&r.id))
+                            })
+                            .map(|r| r.id.clone())
+                            .collect();
+                        r.will_read(&again);
+                        reader.insert(r)
+                    }
                 };
                 let mut s = SeriesSums::default();
                 reader.metrics(&run.id, IMPORT_BATCH, &mut |b| {
@@ -649,6 +674,8 @@ fn verify_all(
     )
 }
 
+/// A bar of points against the total, or a spinner with the count and rate when the source
+/// cannot tell the total.
 /// The journal's entry for an experiment this import created.
 fn experiment_entry(id: &str) -> String {
     format!("experiment:{id}")

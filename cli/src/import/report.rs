@@ -77,19 +77,28 @@ impl<'a> Report<'a> {
         self.gone.get()
     }
 
-    /// A progress bar of phase `phase` counting `total` `unit`s (hidden when the lines go
-    /// elsewhere: see [`Report::progress`]).
-    pub(crate) fn bar(&self, phase: &'static str, unit: &str, total: u64) -> ProgressBar {
+    /// A progress bar of phase `phase` counting `unit`s up to `total` (a spinner with the
+    /// count and rate when the total is unknown; hidden when the lines go elsewhere: see
+    /// [`Report::progress`]).
+    pub(crate) fn bar(&self, phase: &'static str, unit: &str, total: Option<u64>) -> ProgressBar {
         if self.sink.is_some() {
             return ProgressBar::hidden();
         }
-        let bar = ProgressBar::new(total).with_style(
-            ProgressStyle::with_template(&format!(
-                "{{prefix}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit}, {{per_sec}} {{msg}}"
-            ))
-            .expect("a valid template")
-            .progress_chars("=> "),
-        );
+        let bar = match total {
+            Some(n) => ProgressBar::new(n).with_style(
+                ProgressStyle::with_template(&format!(
+                    "{{prefix}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit}, {{per_sec}} {{msg}}"
+                ))
+                .expect("a valid template")
+                .progress_chars("=> "),
+            ),
+            None => ProgressBar::no_length().with_style(
+                ProgressStyle::with_template(&format!(
+                    "{{prefix}} {{spinner}} {{human_pos}} {unit}, {{per_sec}} {{msg}}"
+                ))
+                .expect("a valid template"),
+            ),
+        };
         bar.set_prefix(phase);
         bar
     }
@@ -135,7 +144,7 @@ mod tests {
             *r.last_progress.borrow_mut() = Instant::now() - REMOTE_PROGRESS_EVERY;
             r.progress(|| "p1".into());
             r.progress(|| "p2".into());
-            assert!(r.bar("runs", "points", 10).is_hidden());
+            assert!(r.bar("runs", "points", Some(10)).is_hidden());
             assert!(r.abandoned(), "the sink said nobody listens");
         }
         assert_eq!(got, ["a", "b", "p1"]);

@@ -1,6 +1,7 @@
 //! What an import reads, whatever the source's format: experiments, runs (without their
 //! points), metric points run by run, artifact files, the model registry. An MLflow database
-//! ([`super::sqlite`]) and an `mlruns/` file store ([`super::mlruns`]) are sources.
+//! ([`super::sqlite`]), an `mlruns/` file store ([`super::mlruns`]) and a running MLflow server
+//! ([`super::rest`]) are sources.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -141,6 +142,10 @@ pub(crate) struct SourceFile {
 
 /// Reads metric points, run by run; owned by the thread that reads ahead of the store.
 pub(crate) trait PointReader: Send {
+    /// Tells the reader that [`PointReader::metrics`] will be asked for these runs, in this
+    /// order (a reader may fetch ahead). Nothing by default.
+    fn will_read(&mut self, _run_ids: &[String]) {}
+
     /// Calls `each` with the metric points of run `run_id` in batches of at most `batch`.
     fn metrics(
         &mut self,
@@ -160,8 +165,9 @@ pub(crate) trait Source {
     fn experiments(&self) -> &[SourceExperiment];
     /// Every run of every experiment, deleted ones included, with tags, params and inputs.
     fn runs(&self) -> &[SourceRun];
-    /// How many metric points the runs hold, for the progress bar.
-    fn point_count(&self) -> anyhow::Result<u64>;
+    /// How many metric points the runs hold, for the progress bar; `None` when the source
+    /// cannot tell without reading them all (a server).
+    fn point_count(&self) -> anyhow::Result<Option<u64>>;
     /// A reader of metric points that can move to another thread.
     fn point_reader(&self) -> anyhow::Result<Box<dyn PointReader>>;
     /// The artifact files of `run`, by relative path (none when the source has no copy of

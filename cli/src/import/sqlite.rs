@@ -68,8 +68,8 @@ impl Source for DbSource {
         &self.runs
     }
 
-    fn point_count(&self) -> anyhow::Result<u64> {
-        self.db.point_count()
+    fn point_count(&self) -> anyhow::Result<Option<u64>> {
+        self.db.point_count().map(Some)
     }
 
     fn point_reader(&self) -> anyhow::Result<Box<dyn PointReader>> {
