@@ -10,7 +10,7 @@ mod artifacts;
 mod feed;
 mod journal;
 mod sqlite;
-mod verify;
+pub(crate) mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
