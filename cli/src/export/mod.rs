@@ -58,8 +58,8 @@ pub(crate) struct MlflowArgs {
     /// first.
     #[arg(long, env = "QUIVER_STORE", default_value = "./quiver-data")]
     store: PathBuf,
-    /// Only this experiment (its name or id); repeat for several. The registry is exported
-    /// whole either way (versions of runs left out keep their sources).
+    /// Only this experiment (its name or id); repeat for several. The model registry is
+    /// exported only with the whole store (no --experiment, no --since).
     #[arg(long = "experiment", value_name = "NAME_OR_ID")]
     experiments: Vec<String>,
     /// Only runs started at or after TIME: an RFC 3339 date or date-time (2025-11-27,
@@ -269,7 +269,11 @@ fn dry_run(store: &Store, args: &MlflowArgs, sel: &Selection) -> anyhow::Result<
             e.lifecycle_stage.as_str()
         );
     }
-    let models = registry::models(store)?;
+    let models = if args.experiments.is_empty() && args.since.is_none() {
+        registry::models(store)?
+    } else {
+        Vec::new()
+    };
     println!(
         "dry run: would export {} runs ({} already exported to {}), {points} metric points, \
          {files} artifact files ({bytes} bytes), {} registered models; nothing changed",
@@ -453,8 +457,15 @@ fn export_into(
         }
     }
 
-    // The registry, after the runs its versions name.
-    let models = registry::models(store)?;
+    // The registry, after the runs its versions name; only with the whole store, as its
+    // versions name runs anywhere in it.
+    let whole = args.experiments.is_empty() && args.since.is_none();
+    let models = if whole {
+        registry::models(store)?
+    } else {
+        println!("the model registry is exported only with the whole store (no --experiment, no --since): left out");
+        Vec::new()
+    };
     let bar = ProgressBar::new(models.len() as u64)
         .with_style(bar_style("{prefix:>11} [{bar:30}] {pos}/{len} {per_sec}"))
         .with_prefix("registry");
