@@ -39,8 +39,9 @@ pub(crate) struct RunEntry {
 pub(crate) struct Journal {
     path: PathBuf,
     file: Option<File>,
-    /// Whether the file ends in a torn entry (without its newline), to be ended first.
-    torn: bool,
+    /// The length of the whole entries when the file ends in a torn one (without its
+    /// newline), which is cut off before the next entry is written.
+    torn: Option<u64>,
     /// Source experiment id → (target id, created by an export).
     pub(crate) experiments: HashMap<String, (String, bool)>,
     /// Source run id → what was done.
@@ -68,7 +69,7 @@ impl Journal {
         let mut j = Journal {
             path,
             file: None,
-            torn: false,
+            torn: None,
             experiments: HashMap::new(),
             runs: HashMap::new(),
             deleted_experiments: HashSet::new(),
@@ -84,7 +85,7 @@ impl Journal {
         for line in text.split_inclusive('\n') {
             match line.strip_suffix('\n') {
                 Some(l) => j.apply(&l.split('\t').collect::<Vec<_>>()),
-                None => j.torn = true,
+                None => j.torn = Some((text.len() - line.len()) as u64),
             }
         }
         Ok(j)
@@ -147,15 +148,14 @@ impl Journal {
                 .append(true)
                 .open(&self.path)
                 .with_context(|| format!("opening {}", self.path.display()))?;
+            if let Some(len) = self.torn.take() {
+                f.set_len(len)
+                    .with_context(|| format!("cutting a torn entry off {}", self.path.display()))?;
+            }
             self.file = Some(f);
         }
         let f = self.file.as_mut().expect("opened above");
-        let sep = if std::mem::take(&mut self.torn) {
-            "\n"
-        } else {
-            ""
-        };
-        f.write_all(format!("{sep}{}\n", fields.join("\t")).as_bytes())?;
+        f.write_all(format!("{}\n", fields.join("\t")).as_bytes())?;
         f.sync_data()
             .with_context(|| format!("syncing {}", self.path.display()))?;
         self.apply(fields);
