@@ -274,6 +274,24 @@ def test_a_store_exports_to_mlflow_identically(source, target):
                                     run_id=new_parent).version == "4"
 
 
+def test_runs_exported_in_parallel_keep_their_parent_links(source, target):
+    """With several runs at a time a child may be created before its parent exists there: its
+    link is rewritten in the final pass."""
+    db, _, store = source
+    url, _ = target
+    with tempfile.TemporaryDirectory() as out:
+        copy = fresh_copy(store, out)
+        done = quiver_export(copy, url, "--jobs", "4")
+        assert done.returncode == 0, done.stdout + done.stderr
+        # The parent (20,000 points) is still going when its child is created.
+        assert "rewrote the parent links of 1 runs" in done.stdout, done.stdout
+        assert "identical to the store" in done.stdout, done.stdout
+        runs, _ = mapping(copy)
+        src, dst = MlflowClient(tracking_uri=db), MlflowClient(tracking_uri=url)
+        assert_exported(src, dst, runs)
+        assert_registry_exported(src, dst, runs)
+
+
 def test_an_export_killed_part_way_resumes(source, target):
     db, _, store = source
     url, _ = target

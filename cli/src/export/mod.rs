@@ -412,6 +412,7 @@ fn export_into(
         .filter(|(_, r)| r.done && r.parent_pending)
         .map(|(s, r)| (s.clone(), r.target.clone()))
         .collect();
+    let mut relinked = 0;
     for (src, target) in pending {
         let run = store.get_run(&src).map_err(admin::store_error)?;
         let Some(parent) = run.tags.iter().find(|t| t.key == runs::PARENT_TAG) else {
@@ -433,6 +434,10 @@ fn export_into(
             rest.post("runs/delete", &json!({"run_id": target}), Retry::Safe)?;
         }
         journal.record(&["P", &src])?;
+        relinked += 1;
+    }
+    if relinked > 0 {
+        println!("rewrote the parent links of {relinked} runs exported before their parents");
     }
 
     // Deleted experiments: those the export created, and those it restored.
