@@ -355,6 +355,11 @@ def test_subsets_dry_runs_and_bad_targets(source, target):
         assert bad.returncode != 0 and "RFC 3339" in bad.stderr, bad.stderr
         unknown = quiver_export(copy, url, "--experiment", "nope")
         assert unknown.returncode == 1 and "no experiment named" in unknown.stderr
+        # A target that lost what the journal says it has is refused, not half-written.
+        for journal in (copy / "export").glob("*.journal"):
+            journal.write_text("E\t999\t424242\t1\n")
+        reset = quiver_export(copy, url)
+        assert reset.returncode == 1 and "was the server reset?" in reset.stderr, reset.stderr
         port = free_port()
         down = quiver_export(copy, f"http://127.0.0.1:{port}")
         assert down.returncode == 1 and "cannot reach" in down.stderr, down.stderr

@@ -321,6 +321,14 @@ fn export_into(
         Retry::Safe,
     )
     .with_context(|| format!("{} does not answer as an MLflow tracking server", args.to))?;
+    check_same_target(rest, args, &journal)?;
+    let logged = logged_models(store, sel)?;
+    if logged > 0 {
+        println!(
+            "{logged} logged models of these experiments are not exported (not supported yet); \
+             model versions whose source is models:/<id> keep it"
+        );
+    }
 
     // Experiments: matched by name, else created. Those whose target is deleted are restored
     // while runs go in, and deleted again at the end.
@@ -495,7 +503,7 @@ fn export_into(
     write_mapping(store, args, &journal, sel)?;
 
     let mut sums = tally.sums;
-    let verified = verify_all(store, rest, &journal, sel, &mut sums, &models);
+    let verified = verify::all(store, rest, &journal, sel, &mut sums, &models, args.jobs);
     if !tally.failed.is_empty() {
         bail!(
             "{} runs were skipped: {}",
@@ -509,6 +517,53 @@ fn export_into(
         );
     }
     verified
+}
+
+/// Refuses a target that lacks what an earlier export to the same address recorded (a server
+/// reset, or another server now at that address).
+fn check_same_target(
+    rest: &MlflowRest,
+    args: &MlflowArgs,
+    journal: &Journal,
+) -> anyhow::Result<()> {
+    let Some((src, (target, _))) = journal.experiments.iter().next() else {
+        return Ok(());
+    };
+    match rest.get("experiments/get", &[("experiment_id", target)]) {
+        Ok(_) => Ok(()),
+        Err(e) if is_code(&e, "RESOURCE_DOES_NOT_EXIST") => bail!(
+            "{} has no experiment {target}, which an earlier export to it created or matched \
+             (for experiment {src} here): was the server reset? To export into it anew, remove {}",
+            args.to,
+            Journal::path(&args.store, &args.to).display()
+        ),
+        Err(e) => Err(e),
+    }
+}
+
+/// The logged models of the selected experiments.
+fn logged_models(store: &Store, sel: &Selection) -> anyhow::Result<usize> {
+    let mut n = 0;
+    let mut token = None;
+    loop {
+        let page = store
+            .search_logged_models(&quiver_store::LoggedModelSearch {
+                experiment_ids: sel
+                    .experiments
+                    .iter()
+                    .map(|e| e.experiment_id.clone())
+                    .collect(),
+                max_results: 1000,
+                page_token: token.take(),
+                ..Default::default()
+            })
+            .map_err(admin::store_error)?;
+        n += page.models.len();
+        match page.next_page_token {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => return Ok(n),
+        }
+    }
 }
 
 /// Exports `todo`, `args.jobs` at a time; consumes the journal (reopen it after).
@@ -698,133 +753,6 @@ fn write_mapping(
         println!("  ... ({} more in the file)", runs.len() - 10);
     }
     Ok(())
-}
-
-/// Reads every exported run of the selection, and the registry, back from the target and
-/// compares; an error when anything differs.
-fn verify_all(
-    store: &Store,
-    rest: &MlflowRest,
-    journal: &Journal,
-    sel: &Selection,
-    sums: &mut HashMap<String, SeriesSums>,
-    models: &[(
-        quiver_store::RegisteredModel,
-        Vec<quiver_store::ModelVersion>,
-    )],
-) -> anyhow::Result<()> {
-    let exported: Vec<&RunInfo> = sel
-        .runs
-        .iter()
-        .filter(|r| journal.target_run(&r.run_id).is_some())
-        .collect();
-    let bar = ProgressBar::new(exported.len() as u64)
-        .with_style(bar_style(
-            "{prefix:>11} [{bar:30}] {pos}/{len} runs {per_sec}",
-        ))
-        .with_prefix("verify");
-    let deleted_exps: HashSet<&str> = sel
-        .experiments
-        .iter()
-        .filter(|e| {
-            e.lifecycle_stage == LifecycleStage::Deleted
-                && journal
-                    .experiments
-                    .get(&e.experiment_id)
-                    .is_some_and(|(_, created)| *created)
-        })
-        .map(|e| e.experiment_id.as_str())
-        .collect();
-    let parent = |src: &str| journal.target_run(src).map(str::to_owned);
-    let mut problems = Vec::new();
-    let mut points = 0;
-    for info in &exported {
-        bar.inc(1);
-        let run = store.get_run(&info.run_id).map_err(admin::store_error)?;
-        let src = match sums.remove(&info.run_id) {
-            Some(s) => s,
-            None => store_sums(store, &info.run_id)?,
-        };
-        points += src.points();
-        let files = runs::store_files(store, &run)?;
-        let deleted = info.lifecycle_stage == LifecycleStage::Deleted
-            || deleted_exps.contains(info.experiment_id.as_str());
-        let target = journal.target_run(&info.run_id).expect("filtered above");
-        let diffs = verify::run_differences(rest, &run, target, &src, &files, deleted, &parent)?;
-        problems.extend(
-            diffs
-                .into_iter()
-                .map(|d| format!("run {} (target {target}): {d}", info.run_id)),
-        );
-    }
-    bar.finish_and_clear();
-    let source_of = |v: &quiver_store::ModelVersion| -> anyhow::Result<(String, String)> {
-        match journal.target_run(&v.run_id) {
-            Some(new) if v.source.starts_with("runs:/") => Ok((
-                registry::map_source(&v.source, &v.run_id, new, None),
-                new.to_string(),
-            )),
-            Some(new) => {
-                let old_uri = store
-                    .get_run(&v.run_id)
-                    .map(|r| r.info.artifact_uri)
-                    .unwrap_or_default();
-                let new_uri = admin::json_str(&rest.get_run(new)?["info"], "artifact_uri");
-                let uris = (!old_uri.is_empty()).then_some((old_uri.as_str(), new_uri.as_str()));
-                Ok((
-                    registry::map_source(&v.source, &v.run_id, new, uris),
-                    new.to_string(),
-                ))
-            }
-            None => Ok((v.source.clone(), v.run_id.clone())),
-        }
-    };
-    problems.extend(verify::registry_differences(rest, models, &source_of)?);
-    if problems.is_empty() {
-        println!(
-            "verified {} runs, {} metric points and {} registered models in the target: identical to the store",
-            exported.len(),
-            points,
-            models.len()
-        );
-        return Ok(());
-    }
-    for p in problems.iter().take(50) {
-        eprintln!("{p}");
-    }
-    bail!(
-        "verification found {} differences between the store and the target",
-        problems.len()
-    )
-}
-
-/// The sums of a run's points in the store, as the target will have them.
-fn store_sums(store: &Store, run_id: &str) -> anyhow::Result<SeriesSums> {
-    let mut sums = SeriesSums::default();
-    for latest in store.latest_metrics(run_id).map_err(admin::store_error)? {
-        let mut token: Option<String> = None;
-        loop {
-            let (h, next) = store
-                .metric_history(run_id, &latest.key, token.as_deref(), Some(1_000_000))
-                .map_err(admin::store_error)?;
-            let page: Vec<quiver_store::Metric> = (0..h.len())
-                .map(|i| {
-                    quiver_store::Metric::new(
-                        &latest.key,
-                        runs::comparable(h.values()[i]),
-                        h.timestamps()[i],
-                        h.steps()[i],
-                    )
-                })
-                .collect();
-            sums.add(&page);
-            match next {
-                Some(t) => token = Some(t),
-                None => break,
-            }
-        }
-    }
-    Ok(sums)
 }
 
 #[cfg(test)]

@@ -4,15 +4,24 @@
 //! its artifact paths and sizes; per model version its stage, source, run, description, tags and
 //! aliases.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
-use quiver_store::{LifecycleStage, Metric, ModelVersion, RegisteredModel, Run};
+use anyhow::bail;
+use indicatif::ProgressBar;
+use quiver_store::{LifecycleStage, Metric, ModelVersion, RegisteredModel, Run, RunInfo, Store};
 use serde_json::Value;
 
-use super::runs::{comparable, proxied_path, PARENT_TAG};
+use super::journal::Journal;
+use super::runs::{self, comparable, proxied_path, PARENT_TAG};
+use super::{bar_style, registry, Selection};
 use crate::admin;
 use crate::import::verify::SeriesSums;
 use crate::mlflow_rest::MlflowRest;
+
+/// The outcome of checking one run: its points and its differences.
+type RunCheck = anyhow::Result<(u64, Vec<String>)>;
 
 /// Key/value pairs of a JSON list of `{key, value}`.
 fn pairs(v: &Value) -> BTreeMap<String, String> {
@@ -251,4 +260,156 @@ pub(crate) fn registry_differences(
         }
     }
     Ok(out)
+}
+
+/// Reads every exported run of the selection, and the registry, back from the target and
+/// compares; an error when anything differs.
+pub(super) fn all(
+    store: &Store,
+    rest: &MlflowRest,
+    journal: &Journal,
+    sel: &Selection,
+    sums: &mut HashMap<String, SeriesSums>,
+    models: &[(RegisteredModel, Vec<ModelVersion>)],
+    jobs: u16,
+) -> anyhow::Result<()> {
+    let exported: Vec<&RunInfo> = sel
+        .runs
+        .iter()
+        .filter(|r| journal.target_run(&r.run_id).is_some())
+        .collect();
+    let bar = ProgressBar::new(exported.len() as u64)
+        .with_style(bar_style(
+            "{prefix:>11} [{bar:30}] {pos}/{len} runs {per_sec}",
+        ))
+        .with_prefix("verify");
+    let deleted_exps: HashSet<&str> = sel
+        .experiments
+        .iter()
+        .filter(|e| {
+            e.lifecycle_stage == LifecycleStage::Deleted
+                && journal
+                    .experiments
+                    .get(&e.experiment_id)
+                    .is_some_and(|(_, created)| *created)
+        })
+        .map(|e| e.experiment_id.as_str())
+        .collect();
+    let parent = |src: &str| journal.target_run(src).map(str::to_owned);
+    // Each run's sums: those of the points sent now, else read from the store.
+    let sums: Vec<Option<SeriesSums>> = exported.iter().map(|r| sums.remove(&r.run_id)).collect();
+    let sums = Mutex::new(sums);
+    let next = AtomicUsize::new(0);
+    let found: Mutex<Vec<(usize, RunCheck)>> = Mutex::new(Vec::new());
+    let check = |i: usize| -> RunCheck {
+        let info = exported[i];
+        let run = store.get_run(&info.run_id).map_err(admin::store_error)?;
+        let known = sums.lock().expect("sums")[i].take();
+        let src = match known {
+            Some(s) => s,
+            None => store_sums(store, &info.run_id)?,
+        };
+        let files = runs::store_files(store, &run)?;
+        let deleted = info.lifecycle_stage == LifecycleStage::Deleted
+            || deleted_exps.contains(info.experiment_id.as_str());
+        let target = journal.target_run(&info.run_id).expect("filtered above");
+        let diffs = run_differences(rest, &run, target, &src, &files, deleted, &parent)?;
+        Ok((
+            src.points(),
+            diffs
+                .into_iter()
+                .map(|d| format!("run {} (target {target}): {d}", info.run_id))
+                .collect(),
+        ))
+    };
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= exported.len() {
+                    return;
+                }
+                let outcome = check(i);
+                bar.inc(1);
+                found.lock().expect("results").push((i, outcome));
+            });
+        }
+    });
+    let mut found = found.into_inner().expect("results");
+    found.sort_by_key(|(i, _)| *i);
+    let mut problems = Vec::new();
+    let mut points = 0;
+    for (_, outcome) in found {
+        let (n, diffs) = outcome?;
+        points += n;
+        problems.extend(diffs);
+    }
+    bar.finish_and_clear();
+    let source_of = |v: &ModelVersion| -> anyhow::Result<(String, String)> {
+        match journal.target_run(&v.run_id) {
+            Some(new) if v.source.starts_with("runs:/") => Ok((
+                registry::map_source(&v.source, &v.run_id, new, None),
+                new.to_string(),
+            )),
+            Some(new) => {
+                let old_uri = store
+                    .get_run(&v.run_id)
+                    .map(|r| r.info.artifact_uri)
+                    .unwrap_or_default();
+                let new_uri = admin::json_str(&rest.get_run(new)?["info"], "artifact_uri");
+                let uris = (!old_uri.is_empty()).then_some((old_uri.as_str(), new_uri.as_str()));
+                Ok((
+                    registry::map_source(&v.source, &v.run_id, new, uris),
+                    new.to_string(),
+                ))
+            }
+            None => Ok((v.source.clone(), v.run_id.clone())),
+        }
+    };
+    problems.extend(registry_differences(rest, models, &source_of)?);
+    if problems.is_empty() {
+        println!(
+            "verified {} runs, {} metric points and {} registered models in the target: identical to the store",
+            exported.len(),
+            points,
+            models.len()
+        );
+        return Ok(());
+    }
+    for p in problems.iter().take(50) {
+        eprintln!("{p}");
+    }
+    bail!(
+        "verification found {} differences between the store and the target",
+        problems.len()
+    )
+}
+
+/// The sums of a run's points in the store, as the target will have them.
+fn store_sums(store: &Store, run_id: &str) -> anyhow::Result<SeriesSums> {
+    let mut sums = SeriesSums::default();
+    for latest in store.latest_metrics(run_id).map_err(admin::store_error)? {
+        let mut token: Option<String> = None;
+        loop {
+            let (h, next) = store
+                .metric_history(run_id, &latest.key, token.as_deref(), Some(1_000_000))
+                .map_err(admin::store_error)?;
+            let page: Vec<Metric> = (0..h.len())
+                .map(|i| {
+                    Metric::new(
+                        &latest.key,
+                        runs::comparable(h.values()[i]),
+                        h.timestamps()[i],
+                        h.steps()[i],
+                    )
+                })
+                .collect();
+            sums.add(&page);
+            match next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+    }
+    Ok(sums)
 }
