@@ -11,6 +11,9 @@
 //! | `D <source experiment>` | the experiment was deleted in the target |
 //! | `V <model> <version>` | the model version is in the target as here (or created and deleted, for a number deleted here) |
 //! | `M <model>` | the registered model is complete (tags, description, aliases) |
+//! | `l <source model> <target model>` | the logged model was created in the target; its artifacts may be incomplete |
+//! | `L <source model> <target model>` | the logged model is complete (params, tags, artifacts, status) |
+//! | `O <source run>` | the run's model inputs and outputs are linked to the exported logged models |
 //!
 //! A run started (`S`) but never completed (`R`) was cut off: the export deletes it in the target
 //! and exports it anew.
@@ -52,6 +55,10 @@ pub(crate) struct Journal {
     pub(crate) versions: HashSet<(String, String)>,
     /// Registered models done.
     pub(crate) models: HashSet<String>,
+    /// Source logged model id → (target id, complete).
+    pub(crate) logged: HashMap<String, (String, bool)>,
+    /// Runs whose model inputs and outputs are linked.
+    pub(crate) linked: HashSet<String>,
 }
 
 impl Journal {
@@ -75,6 +82,8 @@ impl Journal {
             deleted_experiments: HashSet::new(),
             versions: HashSet::new(),
             models: HashSet::new(),
+            logged: HashMap::new(),
+            linked: HashSet::new(),
         };
         let text = match std::fs::read_to_string(&j.path) {
             Ok(t) => t,
@@ -134,6 +143,16 @@ impl Journal {
             ["M", model] => {
                 self.models.insert(model.to_string());
             }
+            ["l", src, dst] => {
+                self.logged
+                    .insert(src.to_string(), (dst.to_string(), false));
+            }
+            ["L", src, dst] => {
+                self.logged.insert(src.to_string(), (dst.to_string(), true));
+            }
+            ["O", run] => {
+                self.linked.insert(run.to_string());
+            }
             _ => {}
         }
     }
@@ -160,6 +179,14 @@ impl Journal {
             .with_context(|| format!("syncing {}", self.path.display()))?;
         self.apply(fields);
         Ok(())
+    }
+
+    /// The target id of a source logged model exported completely.
+    pub(crate) fn target_model(&self, src: &str) -> Option<&str> {
+        self.logged
+            .get(src)
+            .filter(|(_, done)| *done)
+            .map(|(t, _)| t.as_str())
     }
 
     /// The target id of a source run exported completely.

@@ -10,6 +10,7 @@
 //! [`journal`] under `<store>/export/` makes the export repeatable and resumable.
 
 mod journal;
+mod logged_models;
 mod registry;
 mod runs;
 mod verify;
@@ -322,13 +323,6 @@ fn export_into(
     )
     .with_context(|| format!("{} does not answer as an MLflow tracking server", args.to))?;
     check_same_target(rest, args, &journal)?;
-    let logged = logged_models(store, sel)?;
-    if logged > 0 {
-        println!(
-            "{logged} logged models of these experiments are not exported (not supported yet); \
-             model versions whose source is models:/<id> keep it"
-        );
-    }
 
     // Experiments: matched by name, else created. Those whose target is deleted are restored
     // while runs go in, and deleted again at the end.
@@ -448,6 +442,18 @@ fn export_into(
         println!("rewrote the parent links of {relinked} runs exported before their parents");
     }
 
+    // Logged models, after the runs that made them and before experiments are deleted; then
+    // the runs' model inputs and outputs.
+    let exp_ids: Vec<String> = sel
+        .experiments
+        .iter()
+        .map(|e| e.experiment_id.clone())
+        .collect();
+    let logged = logged_models::models(store, &exp_ids)?;
+    let (n_logged, logged_files) = logged_models::export(store, rest, &mut journal, &logged)?;
+    let run_ids: Vec<String> = sel.runs.iter().map(|r| r.run_id.clone()).collect();
+    logged_models::link_runs(store, rest, &mut journal, &run_ids)?;
+
     // Deleted experiments: those the export created, and those it restored.
     for e in &sel.experiments {
         let Some((target, created)) = journal.experiments.get(&e.experiment_id).cloned() else {
@@ -497,13 +503,28 @@ fn export_into(
         tally.points as f64 / secs.max(1e-9)
     );
     println!(
+        "exported {n_logged} logged models ({logged_files} artifact files; {} were exported before)",
+        logged.len() as u64 - n_logged
+    );
+    println!(
         "exported {n_models} registered models with {n_versions} versions ({} were exported before)",
         models.len() as u64 - n_models
     );
     write_mapping(store, args, &journal, sel)?;
 
     let mut sums = tally.sums;
-    let verified = verify::all(store, rest, &journal, sel, &mut sums, &models, args.jobs);
+    let verified = verify::all(
+        store,
+        rest,
+        &journal,
+        sel,
+        &mut sums,
+        verify::Models {
+            registry: &models,
+            logged: &logged,
+        },
+        args.jobs,
+    );
     if !tally.failed.is_empty() {
         bail!(
             "{} runs were skipped: {}",
@@ -538,31 +559,6 @@ fn check_same_target(
             Journal::path(&args.store, &args.to).display()
         ),
         Err(e) => Err(e),
-    }
-}
-
-/// The logged models of the selected experiments.
-fn logged_models(store: &Store, sel: &Selection) -> anyhow::Result<usize> {
-    let mut n = 0;
-    let mut token = None;
-    loop {
-        let page = store
-            .search_logged_models(&quiver_store::LoggedModelSearch {
-                experiment_ids: sel
-                    .experiments
-                    .iter()
-                    .map(|e| e.experiment_id.clone())
-                    .collect(),
-                max_results: 1000,
-                page_token: token.take(),
-                ..Default::default()
-            })
-            .map_err(admin::store_error)?;
-        n += page.models.len();
-        match page.next_page_token {
-            Some(t) if !t.is_empty() => token = Some(t),
-            _ => return Ok(n),
-        }
     }
 }
 
@@ -714,6 +710,19 @@ fn write_mapping(
             moved.push(format!("  experiment {src} -> {dst} ({name})"));
         }
         lines.push(format!("experiment\t{src}\t{dst}\t{name}"));
+    }
+    let mut logged: Vec<_> = journal
+        .logged
+        .iter()
+        .filter(|(_, (_, done))| *done)
+        .collect();
+    logged.sort();
+    for (src, (dst, _)) in logged {
+        let name = store
+            .get_logged_model(src)
+            .map(|m| m.name)
+            .unwrap_or_default();
+        lines.push(format!("logged_model\t{src}\t{dst}\t{name}"));
     }
     let mut runs: Vec<(&String, &str)> = journal
         .runs

@@ -82,6 +82,19 @@ pub(crate) fn map_source(source: &str, old: &str, new: &str, uris: Option<(&str,
     source.to_string()
 }
 
+/// A `models:/<logged model id>[/path]` source pointed at the exported logged model; `None` for
+/// any other source, or a logged model not exported.
+pub(crate) fn map_model_source(source: &str, journal: &Journal) -> Option<String> {
+    let rest = source.strip_prefix("models:/")?;
+    let (id, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let new = journal.target_model(id)?;
+    Some(if path.is_empty() {
+        format!("models:/{new}")
+    } else {
+        format!("models:/{new}/{path}")
+    })
+}
+
 /// The target's model version `name`/`version`, if it exists (live).
 fn target_version(rest: &MlflowRest, name: &str, version: &str) -> anyhow::Result<Option<Value>> {
     match rest.get(
@@ -183,6 +196,9 @@ fn export_model(
             if let Some(r) = &run_id {
                 body["run_id"] = json!(r);
             }
+            if let Some(id) = journal.target_model(&model.model_id) {
+                body["model_id"] = json!(id);
+            }
             if here.is_some() {
                 let tags: Vec<Value> = model
                     .tags
@@ -257,6 +273,9 @@ fn mapped_source(
     journal: &Journal,
     v: &ModelVersion,
 ) -> anyhow::Result<String> {
+    if let Some(source) = map_model_source(&v.source, journal) {
+        return Ok(source);
+    }
     let Some(new) = journal.target_run(&v.run_id) else {
         return Ok(v.source.clone());
     };
@@ -282,6 +301,25 @@ fn mapped_source(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_sources_follow_their_logged_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), "http://t:5000").unwrap();
+        j.record(&["L", "m-old", "m-new"]).unwrap();
+        j.record(&["l", "m-half", "m-x"]).unwrap();
+        assert_eq!(
+            map_model_source("models:/m-old", &j).as_deref(),
+            Some("models:/m-new")
+        );
+        assert_eq!(
+            map_model_source("models:/m-old/sub", &j).as_deref(),
+            Some("models:/m-new/sub")
+        );
+        assert_eq!(map_model_source("models:/m-half", &j), None, "not complete");
+        assert_eq!(map_model_source("models:/fraud/1", &j), None);
+        assert_eq!(map_model_source("runs:/m-old/x", &j), None);
+    }
 
     #[test]
     fn sources_follow_their_run() {

@@ -307,7 +307,12 @@ pub(crate) fn store_root(run: &Run) -> anyhow::Result<String> {
 
 /// Every artifact file of run `run` in the store, as (path relative to the run's root, size).
 pub(crate) fn store_files(store: &Store, run: &Run) -> anyhow::Result<Vec<(String, u64)>> {
-    let root = store_root(run)?;
+    files_under(store, &store_root(run)?)
+}
+
+/// Every artifact file under store path `root`, as (path relative to it, size).
+pub(crate) fn files_under(store: &Store, root: &str) -> anyhow::Result<Vec<(String, u64)>> {
+    let root = root.to_string();
     let mut out = Vec::new();
     let mut stack = vec![String::new()];
     while let Some(rel) = stack.pop() {
@@ -341,17 +346,27 @@ fn export_artifacts(
     run: &Run,
     target_uri: &str,
 ) -> anyhow::Result<(u64, u64)> {
-    let files = store_files(store, run)?;
+    upload_tree(store, rest, &store_root(run)?, target_uri)
+}
+
+/// Uploads every artifact file under store path `root` under the target's artifact URI
+/// `target_uri`; (files, bytes).
+pub(crate) fn upload_tree(
+    store: &Store,
+    rest: &MlflowRest,
+    root: &str,
+    target_uri: &str,
+) -> anyhow::Result<(u64, u64)> {
+    let files = files_under(store, root)?;
     if files.is_empty() {
         return Ok((0, 0));
     }
     let Some(dest) = proxied_path(target_uri) else {
         bail!(
-            "the target stores this run's artifacts at {target_uri}, which its artifact proxy does \
+            "the target stores these artifacts at {target_uri}, which its artifact proxy does \
              not serve: start the target with --serve-artifacts (the default of `mlflow server`)"
         );
     };
-    let root = store_root(run)?;
     let (mut n, mut bytes) = (0, 0);
     for (rel, size) in files {
         let from = format!("{root}/{rel}");

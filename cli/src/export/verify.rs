@@ -20,6 +20,13 @@ use crate::admin;
 use crate::import::verify::SeriesSums;
 use crate::mlflow_rest::MlflowRest;
 
+/// The models the export wrote: registered models with their live versions, logged models.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Models<'a> {
+    pub(super) registry: &'a [(RegisteredModel, Vec<ModelVersion>)],
+    pub(super) logged: &'a [quiver_store::LoggedModel],
+}
+
 /// The outcome of checking one run: its points and its differences.
 type RunCheck = anyhow::Result<(u64, Vec<String>)>;
 
@@ -270,9 +277,13 @@ pub(super) fn all(
     journal: &Journal,
     sel: &Selection,
     sums: &mut HashMap<String, SeriesSums>,
-    models: &[(RegisteredModel, Vec<ModelVersion>)],
+    models: Models<'_>,
     jobs: u16,
 ) -> anyhow::Result<()> {
+    let Models {
+        registry: models,
+        logged,
+    } = models;
     let exported: Vec<&RunInfo> = sel
         .runs
         .iter()
@@ -346,6 +357,10 @@ pub(super) fn all(
     }
     bar.finish_and_clear();
     let source_of = |v: &ModelVersion| -> anyhow::Result<(String, String)> {
+        if let Some(source) = registry::map_model_source(&v.source, journal) {
+            let run = journal.target_run(&v.run_id).unwrap_or(&v.run_id);
+            return Ok((source, run.to_string()));
+        }
         match journal.target_run(&v.run_id) {
             Some(new) if v.source.starts_with("runs:/") => Ok((
                 registry::map_source(&v.source, &v.run_id, new, None),
@@ -366,6 +381,9 @@ pub(super) fn all(
             None => Ok((v.source.clone(), v.run_id.clone())),
         }
     };
+    problems.extend(super::logged_models::differences(
+        store, rest, journal, logged,
+    )?);
     problems.extend(registry_differences(rest, models, &source_of)?);
     if problems.is_empty() {
         println!(
