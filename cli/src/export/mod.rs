@@ -5,8 +5,9 @@
 //! The order: experiments (matched by name, else created), runs (created anew, as REST gives
 //! new ids: info and tags, params, every metric point, dataset inputs, artifacts through the
 //! artifact proxy, status and end time, deleted when deleted here), parent links rewritten to
-//! the new ids where a parent came after its child, deleted experiments deleted, then the
-//! model registry with the same version numbers. The ids are mapped in a TSV file, and a
+//! the new ids where a parent came after its child, logged models (made anew, see
+//! [`logged_models`]), deleted experiments deleted, then the model registry with the same
+//! version numbers. The ids are mapped in a TSV file, and a
 //! [`journal`] under `<store>/export/` makes the export repeatable and resumable.
 
 mod journal;
