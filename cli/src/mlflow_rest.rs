@@ -103,6 +103,22 @@ pub(crate) struct Point {
     pub(crate) value: f64,
 }
 
+/// The `Authorization` header MLflow's client sends for the credentials in the environment
+/// `env`: `MLFLOW_TRACKING_TOKEN` as a bearer token, else `MLFLOW_TRACKING_USERNAME` and
+/// `MLFLOW_TRACKING_PASSWORD` as HTTP basic; none without them.
+fn authorization(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let get = |k: &str| env(k).filter(|v| !v.is_empty());
+    if let Some(token) = get("MLFLOW_TRACKING_TOKEN") {
+        return Some(format!("Bearer {token}"));
+    }
+    let user = get("MLFLOW_TRACKING_USERNAME")?;
+    let password = get("MLFLOW_TRACKING_PASSWORD").unwrap_or_default();
+    Some(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    ))
+}
+
 /// A client of one tracking server.
 #[derive(Debug)]
 pub(crate) struct MlflowRest {
@@ -120,21 +136,7 @@ impl MlflowRest {
                 "{url}: give the tracking server's http:// address (https is not supported by this build)"
             );
         }
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let authorization = match (
-            env("MLFLOW_TRACKING_TOKEN"),
-            env("MLFLOW_TRACKING_USERNAME"),
-        ) {
-            (Some(token), _) => Some(format!("Bearer {token}")),
-            (None, Some(user)) => {
-                let password = env("MLFLOW_TRACKING_PASSWORD").unwrap_or_default();
-                Some(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-                ))
-            }
-            (None, None) => None,
-        };
+        let authorization = authorization(&|k| std::env::var(k).ok());
         Ok(MlflowRest {
             agent: ureq::Agent::config_builder()
                 .http_status_as_error(false)
@@ -624,6 +626,119 @@ mod tests {
         // MLflow omits a zero step.
         let p = point(&json!({"key": "m", "value": 1, "timestamp": 5})).unwrap();
         assert_eq!(p.step, 0);
+    }
+
+    /// A server on a local port that answers the requests it gets with `answers` in turn
+    /// (status, body), one connection each; returns its address and the request lines it saw.
+    fn fake_server(
+        answers: Vec<(u16, &'static str)>,
+    ) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for (status, body) in answers {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                seen.push(line.trim().to_string());
+                let mut length = 0;
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if h.to_ascii_lowercase().starts_with("authorization:") {
+                        seen.push(h.trim().to_string());
+                    }
+                }
+                let mut body_in = vec![0; length];
+                reader.read_exact(&mut body_in).unwrap();
+                let mut stream = stream;
+                write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+            }
+            seen
+        });
+        (url, seen)
+    }
+
+    #[test]
+    fn throttled_and_unavailable_answers_are_retried() {
+        let (url, seen) = fake_server(vec![
+            (503, "{}"),
+            (
+                429,
+                r#"{"error_code": "REQUEST_LIMIT_EXCEEDED", "message": "slow down"}"#,
+            ),
+            (200, r#"{"experiment_id": "7"}"#),
+        ]);
+        let rest = MlflowRest::new(&url).unwrap();
+        let v = rest
+            .post("experiments/create", &json!({"name": "x"}), Retry::NotSent)
+            .unwrap();
+        assert_eq!(v["experiment_id"], "7");
+        let seen = seen.join().unwrap();
+        assert_eq!(seen.len(), 3);
+        assert!(seen
+            .iter()
+            .all(|l| l == "POST /api/2.0/mlflow/experiments/create HTTP/1.1"));
+    }
+
+    #[test]
+    fn refusals_are_not_retried_and_carry_the_servers_code() {
+        let (url, seen) = fake_server(vec![(
+            404,
+            r#"{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Run 'x' not found"}"#,
+        )]);
+        let rest = MlflowRest::new(&url).unwrap();
+        let e = rest.get("runs/get", &[("run_id", "x y")]).unwrap_err();
+        assert!(is_code(&e, "RESOURCE_DOES_NOT_EXIST"), "{e:#}");
+        assert_eq!(
+            seen.join().unwrap(),
+            ["GET /api/2.0/mlflow/runs/get?run_id=x%20y HTTP/1.1"]
+        );
+    }
+
+    #[test]
+    fn credentials_come_as_mlflows_client_sends_them() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(authorization(&env(&[])), None);
+        assert_eq!(
+            authorization(&env(&[
+                ("MLFLOW_TRACKING_USERNAME", "ann"),
+                ("MLFLOW_TRACKING_PASSWORD", "pw")
+            ])),
+            Some("Basic YW5uOnB3".into())
+        );
+        assert_eq!(
+            authorization(&env(&[
+                ("MLFLOW_TRACKING_TOKEN", "t0k"),
+                ("MLFLOW_TRACKING_USERNAME", "ann")
+            ])),
+            Some("Bearer t0k".into())
+        );
+        assert_eq!(
+            authorization(&env(&[("MLFLOW_TRACKING_TOKEN", "")])),
+            None,
+            "empty is unset"
+        );
     }
 
     #[test]
