@@ -94,18 +94,19 @@ def source():
         yield db, arts, store
 
 
-def start_mlflow(tmp):
-    """A real `mlflow server` on a fresh SQLite database that serves artifacts; (process, url)."""
+def start_mlflow(tmp, *flags):
+    """A real `mlflow server` on a fresh SQLite database that serves artifacts (unless `flags`
+    say otherwise); (process, url)."""
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     if not mlflow_bin.exists():
         pytest.fail(f"no {mlflow_bin}: install compat/requirements-ui.txt (the full mlflow)")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    artifacts = [] if flags else ["--artifacts-destination", f"{tmp}/target-artifacts"]
     log = open(Path(tmp) / "mlflow-server.log", "w")
     proc = subprocess.Popen(
         [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp}/target.db",
-         "--artifacts-destination", f"{tmp}/target-artifacts", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
+         *artifacts, "--host", "127.0.0.1", "--port", str(port), "--workers", "1", *flags],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
     deadline = time.monotonic() + 120
     while True:
@@ -425,3 +426,38 @@ def test_logged_models_export_with_their_artifacts_and_versions(target):
         assert again.returncode == 0, again.stdout + again.stderr
         assert "exported 0 logged models" in again.stdout, again.stdout
         assert len(dst.search_logged_models(experiment_ids=[got.experiment_id])) == 1
+
+
+def test_runs_that_fail_are_skipped_on_request_and_named(source):
+    """A target that does not serve artifacts (runs there write to a local path the export
+    cannot reach): runs with artifacts fail; `--on-error skip` exports the others and exits
+    non-zero naming the skipped ones; `--on-error stop` (the default) stops at the first."""
+    _, _, store = source
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = start_mlflow_without_proxy(tmp)
+        try:
+            with tempfile.TemporaryDirectory() as out:
+                copy = fresh_copy(store, out)
+                stop = quiver_export(copy, url)
+                assert stop.returncode == 1, stop.stdout + stop.stderr
+                assert "does not" in stop.stderr and "serve" in stop.stderr, stop.stderr
+                assert "run the same export again to resume" in stop.stderr, stop.stderr
+                skip = quiver_export(copy, url, "--on-error", "skip")
+                assert skip.returncode == 1, skip.stdout + skip.stderr
+                assert "2 runs were skipped" in skip.stderr, skip.stderr
+                assert "registry is left out" in skip.stdout, skip.stdout
+                # The runs without artifacts are there, and verified.
+                assert "verified 2 runs" in skip.stdout, skip.stdout
+                runs, _ = mapping(copy)
+                assert len(runs) == 2
+                dst = MlflowClient(tracking_uri=url)
+                assert sorted(dst.get_run(r).info.run_name for r in runs.values()) == \
+                    ["gone", "in-old"]
+        finally:
+            stop_mlflow(proc)
+
+
+def start_mlflow_without_proxy(tmp):
+    """A real `mlflow server` whose runs keep artifacts at a local path, not served."""
+    return start_mlflow(tmp, "--no-serve-artifacts", "--default-artifact-root",
+                        f"{tmp}/local-artifacts")

@@ -480,11 +480,17 @@ fn export_into(
     // The registry, after the runs its versions name; only with the whole store, as its
     // versions name runs anywhere in it.
     let whole = args.experiments.is_empty() && args.since.is_none();
-    let models = if whole {
-        registry::models(store)?
-    } else {
+    let models = if !whole {
         println!("the model registry is exported only with the whole store (no --experiment, no --since): left out");
         Vec::new()
+    } else if !tally.failed.is_empty() {
+        println!(
+            "the model registry is left out: {} runs were skipped (its versions may name them)",
+            tally.failed.len()
+        );
+        Vec::new()
+    } else {
+        registry::models(store)?
     };
     let bar = ProgressBar::new(models.len() as u64)
         .with_style(bar_style("{prefix:>11} [{bar:30}] {pos}/{len} {per_sec}"))
