@@ -372,6 +372,15 @@ fn export_into(
                     &json!({"experiment_id": target}),
                     Retry::Safe,
                 )?;
+                println!(
+                    "restored experiment {} ({target}) in the target, deleted there, to add runs{}",
+                    e.name,
+                    if e.lifecycle_stage == LifecycleStage::Deleted {
+                        " (deleted again at the end, as it is here)"
+                    } else {
+                        ""
+                    }
+                );
                 restored.push(e.experiment_id.clone());
             }
         }
@@ -455,12 +464,13 @@ fn export_into(
     let run_ids: Vec<String> = sel.runs.iter().map(|r| r.run_id.clone()).collect();
     logged_models::link_runs(store, rest, &mut journal, &run_ids)?;
 
-    // Deleted experiments: those the export created, and those it restored.
+    // Deleted experiments: those the export created, and deleted ones it restored.
     for e in &sel.experiments {
         let Some((target, created)) = journal.experiments.get(&e.experiment_id).cloned() else {
             continue;
         };
-        let again = restored.contains(&e.experiment_id);
+        let again =
+            restored.contains(&e.experiment_id) && e.lifecycle_stage == LifecycleStage::Deleted;
         let due = e.lifecycle_stage == LifecycleStage::Deleted
             && created
             && !journal.deleted_experiments.contains(&e.experiment_id);
@@ -577,13 +587,20 @@ fn export_runs(
     todo: &[&RunInfo],
     journal: Journal,
 ) -> anyhow::Result<Tally> {
-    let bar = ProgressBar::new(todo.len() as u64)
-        .with_style(bar_style(
-            "{prefix:>11} [{bar:30}] {pos}/{len} runs, {msg} ({elapsed})",
-        ))
-        .with_prefix("runs");
-    let points = ProgressBar::hidden();
-    let started = Instant::now();
+    // Runs done, and points sent as they go (a long series moves the second bar).
+    let multi = indicatif::MultiProgress::new();
+    let bar = multi.add(
+        ProgressBar::new(todo.len() as u64)
+            .with_style(bar_style(
+                "{prefix:>11} [{bar:30}] {pos}/{len} runs ({elapsed})",
+            ))
+            .with_prefix("runs"),
+    );
+    let points = multi.add(
+        ProgressBar::no_length()
+            .with_style(bar_style("{prefix:>11} {human_pos} points, {per_sec}"))
+            .with_prefix("points"),
+    );
     let journal = Mutex::new(journal);
     let tally = Mutex::new(Tally::default());
     let next = AtomicUsize::new(0);
@@ -597,11 +614,6 @@ fn export_runs(
         let Some(info) = todo.get(i) else { return };
         let outcome = export_one(store, rest, &journal, info, &points);
         bar.inc(1);
-        let sent = points.position();
-        bar.set_message(format!(
-            "{sent} points, {:.0} points/s",
-            sent as f64 / started.elapsed().as_secs_f64().max(1e-9)
-        ));
         let mut t = tally.lock().expect("tally");
         match outcome {
             Ok(done) => {
@@ -635,9 +647,11 @@ fn export_runs(
     });
     if let Some(e) = first_error.into_inner().expect("error") {
         bar.abandon();
+        points.abandon();
         return Err(e);
     }
     bar.finish_and_clear();
+    points.finish_and_clear();
     Ok(tally.into_inner().expect("tally"))
 }
 

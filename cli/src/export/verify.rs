@@ -294,18 +294,31 @@ pub(super) fn all(
             "{prefix:>11} [{bar:30}] {pos}/{len} runs {per_sec}",
         ))
         .with_prefix("verify");
-    let deleted_exps: HashSet<&str> = sel
-        .experiments
-        .iter()
-        .filter(|e| {
-            e.lifecycle_stage == LifecycleStage::Deleted
-                && journal
-                    .experiments
-                    .get(&e.experiment_id)
-                    .is_some_and(|(_, created)| *created)
-        })
-        .map(|e| e.experiment_id.as_str())
-        .collect();
+    // The experiments: the target's stage and tags (those it created), and which of them are
+    // deleted there (their runs are then deleted too).
+    let mut problems = Vec::new();
+    let mut deleted_exps: HashSet<&str> = HashSet::new();
+    for e in &sel.experiments {
+        let Some((target, created)) = journal.experiments.get(&e.experiment_id) else {
+            continue;
+        };
+        let got = rest.get("experiments/get", &[("experiment_id", target)])?["experiment"].clone();
+        let stage = admin::json_str(&got, "lifecycle_stage");
+        if stage == LifecycleStage::Deleted.as_str() {
+            deleted_exps.insert(e.experiment_id.as_str());
+        }
+        if *created {
+            let tags = pairs(&got["tags"]);
+            let same_tags = e.tags.iter().all(|t| tags.get(&t.key) == Some(&t.value));
+            if stage != e.lifecycle_stage.as_str() || !same_tags {
+                problems.push(format!(
+                    "experiment {} (target {target}): stage {stage} (source {}) or tags differ",
+                    e.experiment_id,
+                    e.lifecycle_stage.as_str()
+                ));
+            }
+        }
+    }
     let parent = |src: &str| journal.target_run(src).map(str::to_owned);
     // Each run's sums: those of the points sent now, else read from the store.
     let sums: Vec<Option<SeriesSums>> = exported.iter().map(|r| sums.remove(&r.run_id)).collect();
@@ -348,7 +361,6 @@ pub(super) fn all(
     });
     let mut found = found.into_inner().expect("results");
     found.sort_by_key(|(i, _)| *i);
-    let mut problems = Vec::new();
     let mut points = 0;
     for (_, outcome) in found {
         let (n, diffs) = outcome?;
