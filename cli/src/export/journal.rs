@@ -7,6 +7,7 @@
 //! | `E <source id> <target id> <created 0/1>` | the experiment is in the target (created by an export, or there before) |
 //! | `S <source run> <target run>` | the run was created in the target; its data may be incomplete |
 //! | `R <source run> <target run> <parent pending 0/1>` | the run is complete in the target (deleted if it is deleted here); its parent link still names a source id when pending |
+//! | `X <source run>` | the run's incomplete copy was deleted in the target (to be exported anew) |
 //! | `P <source run>` | its parent link was rewritten in a final pass |
 //! | `D <source experiment>` | the experiment was deleted in the target |
 //! | `V <model> <version>` | the model version is in the target as here (or created and deleted, for a number deleted here) |
@@ -128,6 +129,9 @@ impl Journal {
                     },
                 );
             }
+            ["X", src] if self.runs.get(*src).is_some_and(|r| !r.done) => {
+                self.runs.remove(*src);
+            }
             ["P", src] => {
                 if let Some(r) = self.runs.get_mut(*src) {
                     r.parent_pending = false;
@@ -218,6 +222,9 @@ mod tests {
         j.record(&["R", "b", "y", "1"]).unwrap();
         j.record(&["P", "b"]).unwrap();
         j.record(&["V", "fraud", "2"]).unwrap();
+        j.record(&["S", "c", "z"]).unwrap();
+        j.record(&["X", "c"]).unwrap();
+        j.record(&["X", "b"]).unwrap(); // a complete run is not discarded
         drop(j);
         let mut f = OpenOptions::new()
             .append(true)
@@ -235,6 +242,7 @@ mod tests {
         assert_eq!(j.experiments["1"], ("7".to_string(), true));
         assert!(!j.runs["a"].done, "a torn entry does not count");
         assert_eq!(j.target_run("b"), Some("y"));
+        assert!(!j.runs.contains_key("c"), "discarded");
         assert!(!j.runs["b"].parent_pending);
         assert!(j.versions.contains(&("fraud".into(), "2".into())));
         assert!(Journal::open(dir.path(), "http://other:5000")

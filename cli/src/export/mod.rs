@@ -400,6 +400,7 @@ fn export_into(
             Err(e) if is_code(&e, "RESOURCE_DOES_NOT_EXIST") => {}
             Err(e) => return Err(e.context(format!("discarding the cut-off run {target}"))),
         }
+        journal.record(&["X", src])?;
         println!("discarded run {target} of an interrupted export (source run {src}); exporting it again");
     }
 
