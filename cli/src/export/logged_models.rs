@@ -64,6 +64,11 @@ pub(crate) fn export(
         let Some((experiment, _)) = journal.experiments.get(&m.experiment_id).cloned() else {
             continue;
         };
+        if journal.deleted_experiments.contains(&m.experiment_id) {
+            // Deleted there by an earlier export: MLflow makes no models in it (a model made
+            // here since is left out).
+            continue;
+        }
         if let Some((stale, _)) = journal.logged.get(&m.model_id).cloned() {
             match rest.delete(&format!("logged-models/{stale}"), &json!({})) {
                 Ok(_) => {}
