@@ -30,7 +30,6 @@ use serde_json::json;
 
 use crate::admin;
 use crate::import::verify::SeriesSums;
-use crate::import::OnError;
 use crate::mlflow_rest::{is_code, MlflowRest, Retry};
 use journal::Journal;
 
@@ -38,11 +37,11 @@ use journal::Journal;
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
     /// Export a store directory (experiments, runs with their params, tags, every metric point,
-    /// dataset inputs and artifacts, and the model registry) into a running MLflow tracking
-    /// server through its REST API, then verify it.
+    /// dataset inputs and artifacts, logged models, and the model registry) into a running
+    /// MLflow tracking server through its REST API, then verify it.
     ///
-    /// Runs get new ids there (REST cannot keep them): the mapping is printed and written to a
-    /// TSV file. Credentials come from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or
+    /// Runs and logged models get new ids there (REST cannot keep them): the mapping is printed
+    /// and written to a TSV file. Credentials come from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or
     /// MLFLOW_TRACKING_TOKEN. Running the same export again adds nothing; an interrupted one
     /// resumes.
     ///
@@ -80,6 +79,15 @@ pub(crate) struct MlflowArgs {
     /// help a server with several workers).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     jobs: u16,
+}
+
+/// What to do with a run that fails to export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum OnError {
+    /// Stop the export (what was exported stays; run it again to resume).
+    Stop,
+    /// Skip the run and go on (the model registry then waits for an export without failures).
+    Skip,
 }
 
 /// Runs `quiver export`.
