@@ -696,6 +696,37 @@ mod tests {
     }
 
     #[test]
+    fn metric_history_follows_page_tokens() {
+        let (url, seen) = fake_server(vec![
+            (
+                200,
+                r#"{"metrics": [{"key": "m", "value": 1, "timestamp": 1, "step": 0},
+                    {"key": "m", "value": "NaN", "timestamp": 2, "step": 1}],
+                    "next_page_token": "t1"}"#,
+            ),
+            (
+                200,
+                r#"{"metrics": [{"key": "m", "value": "-Infinity", "timestamp": 3, "step": 2}]}"#,
+            ),
+        ]);
+        let rest = MlflowRest::new(&url).unwrap();
+        let mut got = Vec::new();
+        rest.metric_history("r1", "m", |page| {
+            got.push(page.len());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, [2, 1]);
+        assert_eq!(
+            seen.join().unwrap(),
+            [
+                "GET /api/2.0/mlflow/metrics/get-history?run_id=r1&metric_key=m&max_results=25000 HTTP/1.1",
+                "GET /api/2.0/mlflow/metrics/get-history?run_id=r1&metric_key=m&max_results=25000&page_token=t1 HTTP/1.1",
+            ]
+        );
+    }
+
+    #[test]
     fn refusals_are_not_retried_and_carry_the_servers_code() {
         let (url, seen) = fake_server(vec![(
             404,
