@@ -2,8 +2,10 @@
 
 mod admin;
 mod deployments;
+mod export;
 mod gc;
 mod import;
+mod mlflow_rest;
 mod models;
 mod runcmd;
 mod server;
@@ -84,6 +86,14 @@ enum Command {
         #[command(subcommand)]
         command: import::Command,
     },
+    /// Write a store's history into another tracking server through its REST API, checked
+    /// point by point (a running MLflow server today): leaving Quiver is as easy as arriving.
+    ///
+    /// Example: quiver export mlflow --to http://127.0.0.1:5000
+    Export {
+        #[command(subcommand)]
+        command: export::Command,
+    },
 }
 
 fn main() {
@@ -124,5 +134,6 @@ fn run() -> anyhow::Result<()> {
         Command::Models { command } => models::run(command),
         Command::Gc(args) => gc::run(args),
         Command::Import { command } => import::run(command),
+        Command::Export { command } => export::run(command),
     }
 }

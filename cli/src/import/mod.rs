@@ -15,7 +15,7 @@ mod report;
 mod rest;
 mod source;
 mod sqlite;
-mod verify;
+pub(crate) mod verify;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
