@@ -1,8 +1,8 @@
 //! A small client of a running MLflow tracking server's REST API (any server that speaks it:
 //! `mlflow server`, a managed MLflow, or `quiver server`), as the 3.x Python client uses it.
 //!
-//! It is the write side of `quiver export mlflow` and is meant to be the read side of a future
-//! `quiver import mlflow --from http://host:5000` too: JSON calls with MLflow's credentials
+//! It is the write side of `quiver export mlflow` and the read side of `quiver import mlflow
+//! --from http://host:5000`: JSON calls with MLflow's credentials
 //! (`MLFLOW_TRACKING_USERNAME`/`MLFLOW_TRACKING_PASSWORD` as HTTP basic, or
 //! `MLFLOW_TRACKING_TOKEN` as a bearer token), retries with backoff where a retry is safe,
 //! refusals reported with the server's `error_code` and `message` ([`RestError`]), paged reads
@@ -13,8 +13,7 @@
 //! build and read with [`crate::admin::json_str`] and friends.
 
 use std::fmt;
-use std::io::{Read, Write};
-use std::path::Path;
+use std::io::Read;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
@@ -104,23 +103,53 @@ pub(crate) struct Point {
 }
 
 /// The `Authorization` header MLflow's client sends for the credentials in the environment
-/// `env`: `MLFLOW_TRACKING_TOKEN` as a bearer token, else `MLFLOW_TRACKING_USERNAME` and
-/// `MLFLOW_TRACKING_PASSWORD` as HTTP basic; none without them.
+/// `env`, by its rule: `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD` as HTTP basic
+/// when both are set, else `MLFLOW_TRACKING_TOKEN` as a bearer token; none without them.
 fn authorization(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     let get = |k: &str| env(k).filter(|v| !v.is_empty());
-    if let Some(token) = get("MLFLOW_TRACKING_TOKEN") {
-        return Some(format!("Bearer {token}"));
+    if let (Some(user), Some(password)) = (
+        get("MLFLOW_TRACKING_USERNAME"),
+        get("MLFLOW_TRACKING_PASSWORD"),
+    ) {
+        return Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        ));
     }
-    let user = get("MLFLOW_TRACKING_USERNAME")?;
-    let password = get("MLFLOW_TRACKING_PASSWORD").unwrap_or_default();
-    Some(format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    ))
+    get("MLFLOW_TRACKING_TOKEN").map(|token| format!("Bearer {token}"))
 }
 
-/// A client of one tracking server.
-#[derive(Debug)]
+/// `url` normalized: scheme and host in lower case, no trailing `/` (one server, one name: it
+/// keys the journals of imports and exports).
+pub(crate) fn normalize(url: &str) -> anyhow::Result<String> {
+    let url = url.trim().trim_end_matches('/');
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| anyhow!("{url}: not an http:// URL"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme == "https" {
+        anyhow::bail!(
+            "{url}: this quiver is built without TLS; give the tracking server's http:// address"
+        );
+    }
+    if scheme != "http" {
+        anyhow::bail!("{url}: not an http:// URL");
+    }
+    let (host, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if host.is_empty() {
+        anyhow::bail!("{url}: no host");
+    }
+    Ok(format!("{scheme}://{}{path}", host.to_ascii_lowercase()))
+}
+
+/// Most bytes of a JSON answer read (a page of 25,000 points is a few MB).
+const MAX_JSON: u64 = 512 << 20;
+
+/// A client of one tracking server (cheap to clone: clones share the connection pool).
+#[derive(Debug, Clone)]
 pub(crate) struct MlflowRest {
     agent: ureq::Agent,
     base: String,
@@ -131,21 +160,27 @@ impl MlflowRest {
     /// A client of the server at `url` (`http://host:port`, with a path prefix if the server
     /// has one), with the credentials of MLflow's environment variables.
     pub(crate) fn new(url: &str) -> anyhow::Result<MlflowRest> {
-        if !url.starts_with("http://") {
-            anyhow::bail!(
-                "{url}: give the tracking server's http:// address (https is not supported by this build)"
-            );
-        }
+        let base = normalize(url)?;
         let authorization = authorization(&|k| std::env::var(k).ok());
+        // No deadline on a whole call (an artifact of gigabytes streams for long); a server
+        // that stops answering is given up on after minutes.
         Ok(MlflowRest {
             agent: ureq::Agent::config_builder()
                 .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(600)))
+                .timeout_connect(Some(Duration::from_secs(15)))
+                .timeout_recv_response(Some(Duration::from_secs(300)))
+                .timeout_per_read(Some(Duration::from_secs(300)))
+                .user_agent(format!("quiver/{}", env!("CARGO_PKG_VERSION")))
                 .build()
                 .into(),
-            base: url.trim_end_matches('/').to_string(),
+            base,
             authorization,
         })
+    }
+
+    /// The server's address, normalized ([`normalize`]).
+    pub(crate) fn url(&self) -> &str {
+        &self.base
     }
 
     /// `GET /api/2.0/mlflow/<path>?<query>`; the JSON answer.
@@ -155,6 +190,12 @@ impl MlflowRest {
             .map(|(k, v)| format!("{k}={}", percent_encode(v)))
             .collect();
         let url = format!("{}/api/2.0/mlflow/{path}?{}", self.base, q.join("&"));
+        self.json_call("GET", &url, None, Retry::Safe)
+    }
+
+    /// `GET <path>` (a path under the server, its query encoded); the JSON answer.
+    pub(crate) fn get_path(&self, path: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
         self.json_call("GET", &url, None, Retry::Safe)
     }
 
@@ -217,8 +258,24 @@ impl MlflowRest {
         &self,
         url: &str,
         retry: Retry,
-        mut send: impl FnMut() -> anyhow::Result<ureq::http::Response<ureq::Body>>,
+        send: impl FnMut() -> anyhow::Result<ureq::http::Response<ureq::Body>>,
     ) -> anyhow::Result<String> {
+        let mut resp = self.answer_with_retries(url, retry, send)?;
+        resp.body_mut()
+            .with_config()
+            .limit(MAX_JSON)
+            .read_to_string()
+            .with_context(|| format!("reading the answer of {url}"))
+    }
+
+    /// Sends a request built by `send` until it succeeds, fails for good, or the attempts run
+    /// out; the successful answer, its body unread.
+    fn answer_with_retries(
+        &self,
+        url: &str,
+        retry: Retry,
+        mut send: impl FnMut() -> anyhow::Result<ureq::http::Response<ureq::Body>>,
+    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
         let mut pause = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
@@ -241,26 +298,61 @@ impl MlflowRest {
                 continue;
             }
             let mut resp = outcome.with_context(|| {
-                format!("cannot reach {url} (is the tracking server running at that address?)")
+                format!(
+                    "cannot reach {url} (after {attempt} attempts; is the tracking server running at that address?)"
+                )
             })?;
             let status = resp.status().as_u16();
-            let text = resp
-                .body_mut()
-                .with_config()
-                .limit(u64::MAX)
-                .read_to_string()
-                .with_context(|| format!("reading the answer of {url}"))?;
             if !(200..300).contains(&status) {
+                let text = resp
+                    .body_mut()
+                    .with_config()
+                    .limit(64 << 10)
+                    .read_to_string()
+                    .unwrap_or_default();
                 let v = serde_json::from_str::<Value>(&text).ok();
                 let field = |k: &str| v.as_ref().and_then(|v| v[k].as_str()).map(str::to_owned);
                 return Err(anyhow::Error::new(RestError {
                     code: field("error_code").unwrap_or_else(|| code_of_status(status).into()),
                     message: field("message")
                         .unwrap_or_else(|| format!("{url} answered {status}: {}", text.trim())),
-                }));
+                })
+                .context(url.to_string()));
             }
-            return Ok(text);
+            return Ok(resp);
         }
+    }
+
+    /// `GET <path>` (a path under the server, query encoded) as a stream of bytes, retried
+    /// until the answer starts.
+    pub(crate) fn open(&self, path: &str) -> anyhow::Result<Box<dyn Read + Send>> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.answer_with_retries(&url, Retry::Safe, || {
+            let mut req = self.agent.get(&url);
+            if let Some(a) = &self.authorization {
+                req = req.header("Authorization", a);
+            }
+            Ok(req.call()?)
+        })?;
+        Ok(Box::new(resp.into_body().into_reader()))
+    }
+
+    /// What `GET /version` answers (the MLflow version a server implements), if it answers at
+    /// once (asked one time: it is only shown).
+    pub(crate) fn version(&self) -> Option<String> {
+        let mut req = self.agent.get(format!("{}/version", self.base));
+        if let Some(a) = &self.authorization {
+            req = req.header("Authorization", a);
+        }
+        let resp = req.call().ok().filter(|r| r.status() == 200)?;
+        let mut text = String::new();
+        resp.into_body()
+            .into_reader()
+            .take(100)
+            .read_to_string(&mut text)
+            .ok()?;
+        let v = text.trim();
+        (!v.is_empty() && v.len() < 40 && !v.contains('<')).then(|| v.to_string())
     }
 
     /// The proxy URL of artifact `path` (relative to the artifact root).
@@ -384,160 +476,6 @@ impl MlflowRest {
     }
 }
 
-/// The calls `quiver export` does not make: the read side of a future `quiver import mlflow
-/// --from http://…` (and of scripts), kept with the client they belong to.
-#[allow(dead_code)]
-impl MlflowRest {
-    /// The server's address, as given.
-    pub(crate) fn url(&self) -> &str {
-        &self.base
-    }
-
-    /// Uploads the file `file` as artifact `path` (relative to the server's artifact root, as
-    /// in `mlflow-artifacts:/<path>`), streamed; retried from the start of the file.
-    pub(crate) fn upload(&self, path: &str, file: &Path) -> anyhow::Result<()> {
-        self.upload_with(path, &|| {
-            let f =
-                std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-            Ok(Box::new(f))
-        })
-    }
-
-    /// Streams artifact `path` (relative to the artifact root) into `out`; the bytes written.
-    pub(crate) fn download(&self, path: &str, out: &mut dyn Write) -> anyhow::Result<u64> {
-        let url = self.artifact_url(path);
-        let mut req = self.agent.get(&url);
-        if let Some(a) = &self.authorization {
-            req = req.header("Authorization", a);
-        }
-        let mut resp = req.call().with_context(|| format!("cannot reach {url}"))?;
-        let status = resp.status().as_u16();
-        if status != 200 {
-            let text = resp.body_mut().read_to_string().unwrap_or_default();
-            return Err(anyhow!("{url} answered {status}: {}", text.trim()));
-        }
-        let n = std::io::copy(&mut resp.body_mut().as_reader(), out)
-            .with_context(|| format!("downloading {url}"))?;
-        Ok(n)
-    }
-
-    /// The artifacts of run `run_id` directly under `path` (run-relative; "" for its root),
-    /// through `/api/2.0/mlflow/artifacts/list` (which works whatever the artifact store),
-    /// every page.
-    pub(crate) fn list_run_artifacts(
-        &self,
-        run_id: &str,
-        path: &str,
-    ) -> anyhow::Result<Vec<ArtifactFile>> {
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let mut q = vec![("run_id", run_id), ("path", path)];
-            if !token.is_empty() {
-                q.push(("page_token", &token));
-            }
-            let v = self.get("artifacts/list", &q)?;
-            out.extend(artifact_files(&v));
-            match v["next_page_token"].as_str() {
-                Some(t) if !t.is_empty() => token = t.to_string(),
-                _ => return Ok(out),
-            }
-        }
-    }
-
-    /// Every experiment in `view_type` (`ACTIVE_ONLY`, `DELETED_ONLY`, `ALL`), every page.
-    pub(crate) fn search_experiments(&self, view_type: &str) -> anyhow::Result<Vec<Value>> {
-        let mut out = Vec::new();
-        self.pages(
-            "experiments/search",
-            json!({"max_results": 1000, "view_type": view_type}),
-            |v| {
-                out.extend(v["experiments"].as_array().cloned().unwrap_or_default());
-                Ok(())
-            },
-        )?;
-        Ok(out)
-    }
-
-    /// Calls `each` with every page of runs of `experiment_ids` in `view_type` that match
-    /// `filter` (MLflow's search syntax, "" for all), 1000 runs a page.
-    pub(crate) fn search_runs(
-        &self,
-        experiment_ids: &[String],
-        view_type: &str,
-        filter: &str,
-        mut each: impl FnMut(Vec<Value>) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
-        let body = json!({
-            "experiment_ids": experiment_ids,
-            "run_view_type": view_type,
-            "filter": filter,
-            "max_results": 1000,
-        });
-        self.pages("runs/search", body, |v| {
-            each(v["runs"].as_array().cloned().unwrap_or_default())
-        })
-    }
-
-    /// Every registered model (`filter` in MLflow's registry search syntax, "" for all).
-    pub(crate) fn search_registered_models(&self, filter: &str) -> anyhow::Result<Vec<Value>> {
-        self.registry_pages(
-            "registered-models/search",
-            filter,
-            1000,
-            "registered_models",
-        )
-    }
-
-    /// Every live model version matching `filter` (e.g. `name='fraud'`).
-    pub(crate) fn search_model_versions(&self, filter: &str) -> anyhow::Result<Vec<Value>> {
-        self.registry_pages("model-versions/search", filter, 10_000, "model_versions")
-    }
-
-    /// The pages of a registry search (a GET with a query).
-    fn registry_pages(
-        &self,
-        path: &str,
-        filter: &str,
-        max: u32,
-        field: &str,
-    ) -> anyhow::Result<Vec<Value>> {
-        let max = max.to_string();
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let mut q = vec![("filter", filter), ("max_results", &max)];
-            if !token.is_empty() {
-                q.push(("page_token", &token));
-            }
-            let v = self.get(path, &q)?;
-            out.extend(v[field].as_array().cloned().unwrap_or_default());
-            match v["next_page_token"].as_str() {
-                Some(t) if !t.is_empty() => token = t.to_string(),
-                _ => return Ok(out),
-            }
-        }
-    }
-
-    /// POSTs `body` to `path` again and again with the `page_token` of each answer, calling
-    /// `each` with every answer.
-    fn pages(
-        &self,
-        path: &str,
-        mut body: Value,
-        mut each: impl FnMut(&Value) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
-        loop {
-            let v = self.post(path, &body, Retry::Safe)?;
-            each(&v)?;
-            match v["next_page_token"].as_str() {
-                Some(t) if !t.is_empty() => body["page_token"] = json!(t),
-                _ => return Ok(()),
-            }
-        }
-    }
-}
-
 /// The `files` of an artifact listing.
 fn artifact_files(v: &Value) -> Vec<ArtifactFile> {
     v["files"]
@@ -578,7 +516,7 @@ pub(crate) fn value_of_json(v: &Value) -> Option<f64> {
     match v {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => match s.as_str() {
-            "NaN" => Some(f64::NAN),
+            "NaN" | "nan" => Some(f64::NAN),
             "Infinity" | "inf" => Some(f64::INFINITY),
             "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
             s => s.parse().ok(),
@@ -607,6 +545,7 @@ fn point(m: &Value) -> anyhow::Result<Point> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn special_values_round_trip_through_json() {
@@ -766,10 +705,31 @@ mod tests {
             Some("Bearer t0k".into())
         );
         assert_eq!(
+            authorization(&env(&[
+                ("MLFLOW_TRACKING_TOKEN", "t0k"),
+                ("MLFLOW_TRACKING_USERNAME", "ann"),
+                ("MLFLOW_TRACKING_PASSWORD", "pw")
+            ])),
+            Some("Basic YW5uOnB3".into()),
+            "user and password first, as MLflow's client"
+        );
+        assert_eq!(
             authorization(&env(&[("MLFLOW_TRACKING_TOKEN", "")])),
             None,
             "empty is unset"
         );
+    }
+
+    #[test]
+    fn urls_normalize() {
+        assert_eq!(normalize("HTTP://Host:5000/").unwrap(), "http://host:5000");
+        assert_eq!(normalize(" http://h/prefix/ ").unwrap(), "http://h/prefix");
+        assert!(normalize("https://h")
+            .unwrap_err()
+            .to_string()
+            .contains("without TLS"));
+        assert!(normalize("ftp://h").is_err() && normalize("h:5000").is_err());
+        assert!(normalize("http:///x").is_err());
     }
 
     #[test]

@@ -19,10 +19,8 @@ use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use base64::Engine as _;
 use quiver_store::{
     Dataset, DatasetInput, ImportModelVersion, ImportRegisteredModel, LifecycleStage, Metric,
     ModelOutput, Param, RunStatus, Stage, Tag,
@@ -32,6 +30,7 @@ use serde_json::{json, Value};
 use super::mlruns::numeric_order;
 use super::source::{PointReader, Source, SourceExperiment, SourceFile, SourceRun};
 use crate::admin::percent_encode;
+use crate::mlflow_rest::{value_of_json, MlflowRest, Retry};
 
 /// Points asked for per `metrics/get-history` page (the MLflow client asks for 25,000).
 const HISTORY_PAGE: usize = 25_000;
@@ -39,51 +38,6 @@ const HISTORY_PAGE: usize = 25_000;
 const RUNS_PAGE: usize = 1_000;
 /// Experiment ids per `runs/search` request.
 const EXPERIMENTS_PER_SEARCH: usize = 50;
-/// Attempts of a request that meets a connection error, 429 or 5xx, with a doubling pause.
-const ATTEMPTS: u32 = 5;
-/// The first pause between attempts.
-const FIRST_PAUSE: Duration = Duration::from_millis(500);
-/// The largest JSON answer read (a page of history or runs is a few MB).
-const MAX_JSON: u64 = 512 << 20;
-/// The most of an error answer kept for the message.
-const MAX_ERROR_BODY: u64 = 64 << 10;
-
-/// The `Authorization` header the MLflow client sends for these credentials: basic when a
-/// user name and password are set, else bearer with a token.
-fn authorization(
-    username: Option<&str>,
-    password: Option<&str>,
-    token: Option<&str>,
-) -> Option<String> {
-    match (username, password, token) {
-        (Some(u), Some(p), _) if !u.is_empty() && !p.is_empty() => Some(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-        )),
-        (_, _, Some(t)) if !t.is_empty() => Some(format!("Bearer {t}")),
-        _ => None,
-    }
-}
-
-/// `url` normalized: scheme and host in lower case, no trailing `/`.
-fn normalize(url: &str) -> anyhow::Result<String> {
-    let url = url.trim().trim_end_matches('/');
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| anyhow!("{url}: not an http:// or https:// URL"))?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
-        bail!("{url}: not an http:// or https:// URL");
-    }
-    let (host, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    if host.is_empty() {
-        bail!("{url}: no host");
-    }
-    Ok(format!("{scheme}://{}{path}", host.to_ascii_lowercase()))
-}
 
 /// Percent-encodes each segment of a `/`-separated path.
 fn encode_path(path: &str) -> String {
@@ -118,183 +72,6 @@ fn artifact_path(uri: &str, run_id: &str, rel: &str) -> String {
     )
 }
 
-/// A client of one MLflow server: retries, timeouts, credentials, error messages.
-#[derive(Debug, Clone)]
-struct Client {
-    agent: ureq::Agent,
-    base: String,
-    authorization: Option<String>,
-}
-
-/// Whether a failed request is worth another attempt.
-fn transient(e: &ureq::Error) -> bool {
-    matches!(
-        e,
-        ureq::Error::Io(_)
-            | ureq::Error::Timeout(_)
-            | ureq::Error::ConnectionFailed
-            | ureq::Error::HostNotFound
-            | ureq::Error::BodyStalled
-    )
-}
-
-/// `error_code: message` of an MLflow error answer, else the status and the text.
-fn refusal(status: u16, body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let json: Option<Value> = serde_json::from_slice(body).ok();
-    match json.as_ref().and_then(|v| {
-        Some(format!(
-            "{}: {}",
-            v["error_code"].as_str()?,
-            v["message"].as_str().unwrap_or("")
-        ))
-    }) {
-        Some(msg) => msg,
-        None => format!("the server answered {status}: {}", text.trim()),
-    }
-}
-
-impl Client {
-    fn new(base: &str, authorization: Option<String>) -> anyhow::Result<Client> {
-        let base = normalize(base)?;
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(15)))
-            .timeout_recv_response(Some(Duration::from_secs(300)))
-            .timeout_per_read(Some(Duration::from_secs(300)))
-            .user_agent(format!("quiver-import/{}", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
-        Ok(Client {
-            agent,
-            base,
-            authorization,
-        })
-    }
-
-    /// Sends a request (made anew for each attempt) until it succeeds, fails for good or the
-    /// attempts run out; the successful answer.
-    fn send(
-        &self,
-        url: &str,
-        attempts: u32,
-        attempt: impl Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
-        let mut pause = FIRST_PAUSE;
-        for n in 1..=attempts {
-            let last = n == attempts;
-            match attempt() {
-                Ok(mut resp) => {
-                    let status = resp.status().as_u16();
-                    if (200..300).contains(&status) {
-                        return Ok(resp);
-                    }
-                    let retry = status == 429 || (500..600).contains(&status) && status != 501;
-                    if retry && !last {
-                        std::thread::sleep(retry_after(&resp).unwrap_or(pause));
-                        pause *= 2;
-                        continue;
-                    }
-                    let body = resp
-                        .body_mut()
-                        .with_config()
-                        .limit(MAX_ERROR_BODY)
-                        .read_to_vec()
-                        .unwrap_or_default();
-                    bail!("{url}: {}", refusal(status, &body));
-                }
-                Err(e) if transient(&e) && !last => {
-                    std::thread::sleep(pause);
-                    pause *= 2;
-                }
-                Err(e) => {
-                    return Err(anyhow!(e).context(format!(
-                    "cannot reach {url} (after {n} attempts; is the MLflow server running there?)"
-                )))
-                }
-            }
-        }
-        unreachable!("the last attempt returns")
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// `GET path`, tried up to `attempts` times; the successful answer.
-    fn get_response(
-        &self,
-        path: &str,
-        attempts: u32,
-    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
-        let url = self.url(path);
-        self.send(&url, attempts, || {
-            let mut req = self.agent.get(&url);
-            if let Some(auth) = &self.authorization {
-                req = req.header("Authorization", auth);
-            }
-            req.call()
-        })
-    }
-
-    /// `GET path` (query encoded); the JSON answer.
-    fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let resp = self.get_response(path, ATTEMPTS)?;
-        json_body(&self.url(path), resp)
-    }
-
-    /// `POST path` with a JSON body (only read-only calls: they can be repeated); the answer.
-    fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let url = self.url(path);
-        let text = body.to_string();
-        let resp = self.send(&url, ATTEMPTS, || {
-            let mut req = self.agent.post(&url).content_type("application/json");
-            if let Some(auth) = &self.authorization {
-                req = req.header("Authorization", auth);
-            }
-            req.send(text.as_str())
-        })?;
-        json_body(&url, resp)
-    }
-
-    /// `GET path` as a stream of bytes.
-    fn stream(&self, path: &str) -> anyhow::Result<Box<dyn Read + Send>> {
-        let resp = self.get_response(path, ATTEMPTS)?;
-        Ok(Box::new(resp.into_body().into_reader()))
-    }
-}
-
-/// The pause a 429 or 503 asks for (`Retry-After` in seconds), at most a minute.
-fn retry_after(resp: &ureq::http::Response<ureq::Body>) -> Option<Duration> {
-    let secs: u64 = resp
-        .headers()
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs.min(60)))
-}
-
-fn json_body(url: &str, mut resp: ureq::http::Response<ureq::Body>) -> anyhow::Result<Value> {
-    let bytes = resp
-        .body_mut()
-        .with_config()
-        .limit(MAX_JSON)
-        .read_to_vec()
-        .with_context(|| format!("reading the answer of {url}"))?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(&bytes).with_context(|| {
-        format!(
-            "{url}: the answer is not JSON: {}",
-            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-        )
-    })
-}
-
 /// A field of a JSON object as text (`""` when missing; numbers as written).
 fn text(v: &Value, key: &str) -> String {
     match &v[key] {
@@ -318,21 +95,6 @@ fn number(v: &Value, key: &str) -> anyhow::Result<Option<i64>> {
             .map(Some)
             .map_err(|_| anyhow!("`{key}` is {s:?}, not a whole number")),
         other => bail!("`{key}` is {other}, not a whole number"),
-    }
-}
-
-/// A metric value as protobuf's JSON writes a double: a number, or `"NaN"`, `"Infinity"`,
-/// `"-Infinity"` (or a number in a string, which MLflow also accepts).
-fn metric_value(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => match s.as_str() {
-            "NaN" | "nan" => Some(f64::NAN),
-            "Infinity" | "inf" => Some(f64::INFINITY),
-            "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
-            other => other.parse().ok(),
-        },
-        _ => None,
     }
 }
 
@@ -461,8 +223,8 @@ fn run(v: &Value) -> anyhow::Result<(SourceRun, Vec<String>)> {
 
 /// A point of a `metrics/get-history` answer.
 fn point(key: &str, v: &Value) -> anyhow::Result<Metric> {
-    let value =
-        metric_value(&v["value"]).with_context(|| format!("a point of {key}: {v} has no value"))?;
+    let value = value_of_json(&v["value"])
+        .with_context(|| format!("a point of {key}: {v} has no value"))?;
     Ok(Metric::new(
         key.to_string(),
         value,
@@ -513,7 +275,7 @@ fn pages(
 /// A running MLflow server as an import source.
 #[derive(Debug)]
 pub(crate) struct Server {
-    client: Client,
+    client: MlflowRest,
     version: Option<String>,
     experiments: Vec<SourceExperiment>,
     runs: Vec<SourceRun>,
@@ -525,27 +287,15 @@ impl Server {
     /// Reads the experiments and runs of the server at `url`, with credentials from the
     /// environment as the MLflow client takes them.
     pub(crate) fn open(url: &str) -> anyhow::Result<Server> {
-        let var = |name: &str| std::env::var(name).ok();
-        let auth = authorization(
-            var("MLFLOW_TRACKING_USERNAME").as_deref(),
-            var("MLFLOW_TRACKING_PASSWORD").as_deref(),
-            var("MLFLOW_TRACKING_TOKEN").as_deref(),
-        );
-        let client = Client::new(url, auth)?;
-        if client.base.starts_with("https://") {
-            bail!(
-                "{}: this quiver is built without TLS; import over http://, or from the \
-                 server's database file (sqlite:///path/mlflow.db)",
-                client.base
-            );
-        }
-        // Only for the first line printed: asked once, and any failure is no version.
-        let version = client
-            .get_response("/version", 1)
-            .ok()
-            .and_then(|r| r.into_body().with_config().limit(100).read_to_string().ok())
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty() && v.len() < 40 && !v.contains('<'));
+        let client = MlflowRest::new(url).map_err(|e| {
+            if url.trim().to_ascii_lowercase().starts_with("https://") {
+                e.context("import over http://, or from the server's database file (sqlite:///path/mlflow.db)")
+            } else {
+                e
+            }
+        })?;
+        // Only for the first line printed: any failure is no version.
+        let version = client.version();
         let mut server = Server {
             client,
             version,
@@ -567,7 +317,7 @@ impl Server {
                 if let Some(t) = token {
                     body["page_token"] = json!(t);
                 }
-                client.post("/api/2.0/mlflow/experiments/search", &body)
+                client.post("experiments/search", &body, Retry::Safe)
             },
             "experiments",
             |e| {
@@ -596,7 +346,7 @@ impl Server {
                     if let Some(t) = token {
                         body["page_token"] = json!(t);
                     }
-                    client.post("/api/2.0/mlflow/runs/search", &body)
+                    client.post("runs/search", &body, Retry::Safe)
                 },
                 "runs",
                 |r| {
@@ -622,7 +372,7 @@ impl Server {
 /// Reads one page after another of every history of run `run_id` (keys in order), calling
 /// `page` with the key and the page's points.
 fn fetch_history(
-    client: &Client,
+    client: &MlflowRest,
     run_id: &str,
     keys: &[String],
     page: &mut dyn FnMut(&str, Vec<Metric>) -> anyhow::Result<()>,
@@ -639,7 +389,7 @@ fn fetch_history(
                 path.push_str("&page_token=");
                 path.push_str(&percent_encode(t));
             }
-            let answer = client.get(&path)?;
+            let answer = client.get_path(&path)?;
             let points = answer["metrics"]
                 .as_array()
                 .map(|a| a.iter().map(|m| point(key, m)).collect())
@@ -674,7 +424,7 @@ type Page = anyhow::Result<(String, Vec<Metric>)>;
 /// MLflow's SQL store and Quiver keep one, so a repeat is dropped here, as the file-store
 /// source does. That takes a set of the points of the key being read (about 50 bytes a point).
 struct HistoryReader {
-    client: Client,
+    client: MlflowRest,
     metric_keys: Arc<HashMap<String, Vec<String>>>,
     /// The pages of runs being fetched ahead, by run id.
     ahead: HashMap<String, Receiver<Page>>,
@@ -685,7 +435,7 @@ struct HistoryReader {
 }
 
 impl HistoryReader {
-    fn new(client: Client, metric_keys: HashMap<String, Vec<String>>) -> HistoryReader {
+    fn new(client: MlflowRest, metric_keys: HashMap<String, Vec<String>>) -> HistoryReader {
         HistoryReader {
             client,
             metric_keys: Arc::new(metric_keys),
@@ -822,13 +572,13 @@ impl PointReader for HistoryReader {
 impl Source for Server {
     fn describe(&self) -> String {
         match &self.version {
-            Some(v) => format!("{}: MLflow server {v}", self.client.base),
-            None => format!("{}: MLflow server", self.client.base),
+            Some(v) => format!("{}: MLflow server {v}", self.client.url()),
+            None => format!("{}: MLflow server", self.client.url()),
         }
     }
 
     fn identity(&self) -> &str {
-        &self.client.base
+        self.client.url()
     }
 
     fn experiments(&self) -> &[SourceExperiment] {
@@ -870,7 +620,7 @@ impl Source for Server {
                         path.push_str(&percent_encode(t));
                     }
                     self.client
-                        .get(&path)
+                        .get_path(&path)
                         .with_context(|| format!("listing the artifacts of run {}", run.id))
                 },
                 "files",
@@ -889,11 +639,11 @@ impl Source for Server {
                         dirs.push(rel);
                     } else {
                         out.push(SourceFile {
-                            location: self.client.url(&artifact_path(
-                                &run.artifact_uri,
-                                &run.id,
-                                &rel,
-                            )),
+                            location: format!(
+                                "{}{}",
+                                self.client.url(),
+                                artifact_path(&run.artifact_uri, &run.id, &rel)
+                            ),
                             size: number(f, "file_size")?.unwrap_or(0).max(0) as u64,
                             rel,
                         });
@@ -909,9 +659,9 @@ impl Source for Server {
     fn open_artifact(&self, file: &SourceFile) -> anyhow::Result<Box<dyn Read + Send>> {
         let path = file
             .location
-            .strip_prefix(&self.client.base)
-            .with_context(|| format!("{} is not on {}", file.location, self.client.base))?;
-        self.client.stream(path)
+            .strip_prefix(self.client.url())
+            .with_context(|| format!("{} is not on {}", file.location, self.client.url()))?;
+        self.client.open(path)
     }
 
     fn registered_models(&self) -> anyhow::Result<Vec<ImportRegisteredModel>> {
@@ -925,7 +675,7 @@ impl Source for Server {
                     path.push_str("&page_token=");
                     path.push_str(&percent_encode(t));
                 }
-                self.client.get(&path)
+                self.client.get_path(&path)
             },
             "registered_models",
             |m| {
@@ -957,7 +707,7 @@ impl Source for Server {
                     path.push_str("&page_token=");
                     path.push_str(&percent_encode(t));
                 }
-                self.client.get(&path)
+                self.client.get_path(&path)
             },
             "model_versions",
             |v| {
@@ -1012,14 +762,6 @@ mod tests {
             artifact_path("file:///data/1/x/artifacts", r, "f"),
             "/get-artifact?path=f&run_uuid=0123abcd"
         );
-    }
-
-    #[test]
-    fn urls_normalize_for_the_journal() {
-        assert_eq!(normalize("HTTP://Host:5000/").unwrap(), "http://host:5000");
-        assert_eq!(normalize("https://h/Prefix/").unwrap(), "https://h/Prefix");
-        assert!(normalize("ftp://h").is_err());
-        assert!(normalize("http://").is_err());
     }
 
     #[test]
@@ -1131,34 +873,6 @@ mod tests {
                 ("a".into(), 2),
                 ("b".into(), 1)
             ]
-        );
-    }
-
-    #[test]
-    fn credentials_make_the_header_the_mlflow_client_sends() {
-        assert_eq!(
-            authorization(Some("ann"), Some("s3cret"), Some("tok")).as_deref(),
-            Some("Basic YW5uOnMzY3JldA==")
-        );
-        assert_eq!(
-            authorization(Some("ann"), None, Some("tok")).as_deref(),
-            Some("Bearer tok")
-        );
-        assert_eq!(authorization(None, None, None), None);
-        assert_eq!(authorization(Some(""), Some(""), Some("")), None);
-    }
-
-    #[test]
-    fn error_answers_name_their_code() {
-        let body =
-            br#"{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Run with id=x not found"}"#;
-        assert_eq!(
-            refusal(404, body),
-            "RESOURCE_DOES_NOT_EXIST: Run with id=x not found"
-        );
-        assert_eq!(
-            refusal(502, b"<html>bad gateway</html>"),
-            "the server answered 502: <html>bad gateway</html>"
         );
     }
 
