@@ -5,6 +5,7 @@ mod deployments;
 mod export;
 mod gc;
 mod import;
+mod line_log;
 mod mlflow_rest;
 mod models;
 mod runcmd;

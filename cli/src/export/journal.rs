@@ -20,11 +20,9 @@
 //! and exports it anew.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use crate::line_log::LineLog;
 
 /// What the journal says about a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,11 +39,8 @@ pub(crate) struct RunEntry {
 /// The state of an export into one target, and the file that records it.
 #[derive(Debug)]
 pub(crate) struct Journal {
-    path: PathBuf,
-    file: Option<File>,
-    /// The length of the whole entries when the file ends in a torn one (without its
-    /// newline), which is cut off before the next entry is written.
-    torn: Option<u64>,
+    /// The file (a torn last entry is dropped at open and cut off before the next).
+    log: LineLog,
     /// Source experiment id → (target id, created by an export).
     pub(crate) experiments: HashMap<String, (String, bool)>,
     /// Source run id → what was done.
@@ -73,11 +68,9 @@ impl Journal {
     /// The journal of exporting the store at `store` to `target` (an URL), empty when there is
     /// none yet.
     pub(crate) fn open(store: &Path, target: &str) -> anyhow::Result<Journal> {
-        let path = Self::path(store, target);
+        let (log, lines) = LineLog::open(&Self::path(store, target))?;
         let mut j = Journal {
-            path,
-            file: None,
-            torn: None,
+            log,
             experiments: HashMap::new(),
             runs: HashMap::new(),
             deleted_experiments: HashSet::new(),
@@ -86,17 +79,8 @@ impl Journal {
             logged: HashMap::new(),
             linked: HashSet::new(),
         };
-        let text = match std::fs::read_to_string(&j.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", j.path.display())),
-        };
-        // Only whole entries count: a last line without its newline did not complete.
-        for line in text.split_inclusive('\n') {
-            match line.strip_suffix('\n') {
-                Some(l) => j.apply(&l.split('\t').collect::<Vec<_>>()),
-                None => j.torn = Some((text.len() - line.len()) as u64),
-            }
+        for line in &lines {
+            j.apply(&line.split('\t').collect::<Vec<_>>());
         }
         Ok(j)
     }
@@ -163,24 +147,7 @@ impl Journal {
 
     /// Records an entry (fields joined by tabs) durably and applies it.
     pub(crate) fn record(&mut self, fields: &[&str]) -> anyhow::Result<()> {
-        if self.file.is_none() {
-            let dir = self.path.parent().expect("the journal is in a directory");
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .with_context(|| format!("opening {}", self.path.display()))?;
-            if let Some(len) = self.torn.take() {
-                f.set_len(len)
-                    .with_context(|| format!("cutting a torn entry off {}", self.path.display()))?;
-            }
-            self.file = Some(f);
-        }
-        let f = self.file.as_mut().expect("opened above");
-        f.write_all(format!("{}\n", fields.join("\t")).as_bytes())?;
-        f.sync_data()
-            .with_context(|| format!("syncing {}", self.path.display()))?;
+        self.log.append(&fields.join("\t"))?;
         self.apply(fields);
         Ok(())
     }
@@ -210,6 +177,8 @@ pub(crate) fn digest(target: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
 
     #[test]
     fn entries_survive_reopening_and_a_torn_line_is_ignored() {

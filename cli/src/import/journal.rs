@@ -5,18 +5,15 @@
 //! the start; a run in the journal is skipped. So an import can be repeated and resumed.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::Context;
+use crate::line_log::LineLog;
 
 /// The runs done so far, and the file that records them.
 #[derive(Debug)]
 pub(crate) struct Journal {
-    path: PathBuf,
+    log: LineLog,
     done: HashSet<String>,
-    file: Option<File>,
 }
 
 impl Journal {
@@ -24,20 +21,9 @@ impl Journal {
     pub(crate) fn open(store: &Path, source: &str) -> anyhow::Result<Journal> {
         let digest = blake3::hash(source.as_bytes()).to_hex();
         let path = store.join("import").join(format!("{}.done", &digest[..32]));
-        let done = match std::fs::read_to_string(&path) {
-            Ok(text) => text
-                .lines()
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        Ok(Journal {
-            path,
-            done,
-            file: None,
-        })
+        let (log, lines) = LineLog::open(&path)?;
+        let done = lines.into_iter().filter(|l| !l.is_empty()).collect();
+        Ok(Journal { log, done })
     }
 
     /// Whether run `id` was imported completely.
@@ -47,20 +33,7 @@ impl Journal {
 
     /// Records run `id` as imported completely (durably).
     pub(crate) fn mark_done(&mut self, id: &str) -> anyhow::Result<()> {
-        if self.file.is_none() {
-            let dir = self.path.parent().expect("the journal is in a directory");
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .with_context(|| format!("opening {}", self.path.display()))?;
-            self.file = Some(f);
-        }
-        let f = self.file.as_mut().expect("opened above");
-        f.write_all(format!("{id}\n").as_bytes())?;
-        f.sync_data()
-            .with_context(|| format!("syncing {}", self.path.display()))?;
+        self.log.append(id)?;
         self.done.insert(id.to_string());
         Ok(())
     }
