@@ -390,3 +390,61 @@ def test_errors_name_the_url_and_the_servers_code_after_retries():
         arts = quiver_import("http://127.0.0.1:1", Path(out) / "s", "--artifacts", out)
         assert arts.returncode == 1 and "--artifacts is for a database source" in arts.stderr, \
             arts.stderr
+
+
+class Echo:
+    """Built lazily: a pyfunc model needing no ML framework (its input doubled)."""
+
+    @staticmethod
+    def model():
+        import mlflow.pyfunc
+
+        class _Echo(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input):
+                return model_input * 2
+
+        return _Echo()
+
+
+def test_a_logged_model_imports_from_a_server_and_loads():
+    """MLflow 3's logged models come through REST too: the model (same id, record, params,
+    tags, files), the metric logged for it, the run that produced it, and a registered version
+    made from it, which loads and predicts from the imported store."""
+    import mlflow
+    import pandas as pd
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = start_mlflow(tmp)
+        previous = mlflow.get_tracking_uri()
+        try:
+            mlflow.set_tracking_uri(url)
+            exp = MlflowClient(url).create_experiment("models")
+            with mlflow.start_run(experiment_id=exp) as run:
+                info = mlflow.pyfunc.log_model(name="echo", python_model=Echo.model(),
+                                               registered_model_name="echo",
+                                               params={"depth": "3"})
+                mlflow.log_metric("acc", 0.75, step=2, model_id=info.model_id)
+            mlflow.set_tracking_uri(previous)
+            store = Path(tmp) / "store"
+            done = quiver_import(url, store)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert "1 logged models" in done.stdout and "verified 1 logged models" in done.stdout, \
+                done.stdout
+            server, qurl = start_server(store)
+            try:
+                src, dst = MlflowClient(url), MlflowClient(qurl)
+                a, b = src.get_logged_model(info.model_id), dst.get_logged_model(info.model_id)
+                for field in ("name", "status", "source_run_id", "params", "tags",
+                              "creation_timestamp"):
+                    assert getattr(b, field) == getattr(a, field), field
+                assert [(m.key, m.value, m.run_id) for m in b.metrics] == \
+                    [(m.key, m.value, m.run_id) for m in a.metrics]
+                assert [o.model_id for o in dst.get_run(run.info.run_id).outputs.model_outputs] \
+                    == [info.model_id]
+                mlflow.set_tracking_uri(qurl)
+                loaded = mlflow.pyfunc.load_model("models:/echo/1")
+                assert list(loaded.predict(pd.DataFrame({"x": [1, 2]}))["x"]) == [2, 4]
+            finally:
+                stop_server(server)
+        finally:
+            mlflow.set_tracking_uri(previous)
+            stop_mlflow(proc)

@@ -22,15 +22,17 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context};
 use quiver_store::{
-    Dataset, DatasetInput, ImportModelVersion, ImportRegisteredModel, LifecycleStage, Metric,
-    ModelOutput, Param, RunStatus, Stage, Tag,
+    Dataset, DatasetInput, ImportLoggedModel, ImportModelVersion, ImportRegisteredModel,
+    LifecycleStage, LoggedModelStatus, Metric, ModelOutput, Param, RunStatus, Stage, Tag,
 };
 use serde_json::{json, Value};
 
 use super::mlruns::numeric_order;
-use super::source::{PointReader, Source, SourceExperiment, SourceFile, SourceRun};
+use super::source::{
+    ModelPoints, PointReader, Source, SourceExperiment, SourceFile, SourceLoggedModel, SourceRun,
+};
 use crate::admin::percent_encode;
-use crate::mlflow_rest::{value_of_json, MlflowRest, Retry};
+use crate::mlflow_rest::{is_code, value_of_json, MlflowRest, Retry};
 
 /// Points asked for per `metrics/get-history` page (the MLflow client asks for 25,000).
 const HISTORY_PAGE: usize = 25_000;
@@ -114,6 +116,48 @@ fn lifecycle(v: &Value) -> LifecycleStage {
         Some("deleted") => LifecycleStage::Deleted,
         _ => LifecycleStage::Active,
     }
+}
+
+/// A logged model of a `logged-models/search` answer; its metrics go into `points`.
+fn logged_model(m: &Value, points: &mut ModelPoints) -> anyhow::Result<SourceLoggedModel> {
+    let info = &m["info"];
+    let model_id = text(info, "model_id");
+    for p in m["data"]["metrics"].as_array().into_iter().flatten() {
+        let value = value_of_json(&p["value"])
+            .with_context(|| format!("a metric of logged model {model_id}: {p} has no value"))?;
+        let optional = |k: &str| p[k].as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        points.add(
+            &text(p, "run_id"),
+            &text(p, "key"),
+            number(p, "timestamp")?.unwrap_or(0),
+            number(p, "step")?.unwrap_or(0),
+            value,
+            model_id.clone(),
+            optional("dataset_name"),
+            optional("dataset_digest"),
+        );
+    }
+    Ok(SourceLoggedModel {
+        model: ImportLoggedModel {
+            experiment_id: text(info, "experiment_id"),
+            name: text(info, "name"),
+            status: LoggedModelStatus::parse(&text(info, "status"))
+                .unwrap_or(LoggedModelStatus::Pending),
+            status_message: text(info, "status_message"),
+            model_type: text(info, "model_type"),
+            source_run_id: text(info, "source_run_id"),
+            creation_time: number(info, "creation_timestamp_ms")?.unwrap_or(0),
+            last_updated_time: number(info, "last_updated_timestamp_ms")?.unwrap_or(0),
+            tags: tags(&info["tags"]),
+            params: tags(&m["data"]["params"])
+                .into_iter()
+                .map(|t| Param::new(t.key, t.value))
+                .collect(),
+            model_id,
+        },
+        deleted: false,
+        artifact_uri: text(info, "artifact_uri"),
+    })
 }
 
 fn experiment(v: &Value) -> anyhow::Result<SourceExperiment> {
@@ -281,6 +325,10 @@ pub(crate) struct Server {
     runs: Vec<SourceRun>,
     /// The metric keys of each run, by run id.
     metric_keys: HashMap<String, Vec<String>>,
+    /// The logged models (live ones: REST does not show deleted ones).
+    logged: Vec<SourceLoggedModel>,
+    /// The points logged for them.
+    model_points: ModelPoints,
 }
 
 impl Server {
@@ -302,10 +350,52 @@ impl Server {
             experiments: Vec::new(),
             runs: Vec::new(),
             metric_keys: HashMap::new(),
+            logged: Vec::new(),
+            model_points: ModelPoints::default(),
         };
         server.read_experiments()?;
         server.read_runs()?;
+        server.read_logged_models()?;
         Ok(server)
+    }
+
+    /// Reads the logged models (MLflow 3's `logged-models/search`; a server without the route
+    /// has none) and the metrics recorded against them, to put back on the run points.
+    fn read_logged_models(&mut self) -> anyhow::Result<()> {
+        let ids: Vec<String> = self.experiments.iter().map(|e| e.id.clone()).collect();
+        let client = &self.client;
+        let (mut models, mut points) = (Vec::new(), ModelPoints::default());
+        for chunk in ids.chunks(EXPERIMENTS_PER_SEARCH) {
+            let read = pages(
+                |token| {
+                    let mut body = json!({"experiment_ids": chunk, "max_results": 50});
+                    if let Some(t) = token {
+                        body["page_token"] = json!(t);
+                    }
+                    client.post("logged-models/search", &body, Retry::Safe)
+                },
+                "models",
+                |m| {
+                    models.push(logged_model(m, &mut points)?);
+                    Ok(())
+                },
+            );
+            match read {
+                Ok(()) => {}
+                Err(e) if is_code(&e, "ENDPOINT_NOT_FOUND") || is_code(&e, "NOT_FOUND") => {
+                    break; // an MLflow 2 server: no logged models
+                }
+                Err(e) => return Err(e.context("searching the logged models")),
+            }
+        }
+        models.sort_by(|a, b| {
+            (a.model.creation_time, &a.model.model_id)
+                .cmp(&(b.model.creation_time, &b.model.model_id))
+        });
+        models.dedup_by(|a, b| a.model.model_id == b.model.model_id);
+        self.logged = models;
+        self.model_points = points;
+        Ok(())
     }
 
     fn read_experiments(&mut self) -> anyhow::Result<()> {
@@ -432,16 +522,23 @@ struct HistoryReader {
     order: VecDeque<String>,
     /// Tells the fetchers to end (the reader is gone).
     stop: Arc<AtomicBool>,
+    /// The points logged for logged models.
+    models: ModelPoints,
 }
 
 impl HistoryReader {
-    fn new(client: MlflowRest, metric_keys: HashMap<String, Vec<String>>) -> HistoryReader {
+    fn new(
+        client: MlflowRest,
+        metric_keys: HashMap<String, Vec<String>>,
+        models: ModelPoints,
+    ) -> HistoryReader {
         HistoryReader {
             client,
             metric_keys: Arc::new(metric_keys),
             ahead: HashMap::new(),
             order: VecDeque::new(),
             stop: Arc::new(AtomicBool::new(false)),
+            models,
         }
     }
 }
@@ -537,12 +634,18 @@ impl PointReader for HistoryReader {
         batch: usize,
         each: &mut dyn FnMut(Vec<Metric>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
+        // The models (and datasets) the points were logged for go back on them.
+        let models = &self.models;
+        let mut attach = |mut points: Vec<Metric>| {
+            models.attach(run_id, &mut points);
+            each(points)
+        };
         let mut batcher = Batcher {
             batch,
             buf: Vec::with_capacity(batch.min(65_536)),
             key: String::new(),
             seen: HashSet::new(),
-            each,
+            each: &mut attach,
         };
         if self.ahead.contains_key(run_id) {
             // Runs given before this one and not asked for are not wanted: dropping their
@@ -598,7 +701,66 @@ impl Source for Server {
         Ok(Box::new(HistoryReader::new(
             self.client.clone(),
             self.metric_keys.clone(),
+            self.model_points.clone(),
         )))
+    }
+
+    fn logged_models(&self) -> anyhow::Result<Vec<SourceLoggedModel>> {
+        Ok(self.logged.clone())
+    }
+
+    /// Through the artifact proxy for `mlflow-artifacts:` locations, else through the
+    /// logged model's own artifact routes (which read any artifact store on the server's side).
+    fn model_artifact_files(&self, model: &SourceLoggedModel) -> anyhow::Result<Vec<SourceFile>> {
+        let base = self.client.url();
+        if let Some(rest) = model.artifact_uri.strip_prefix("mlflow-artifacts:") {
+            let rest = match rest.strip_prefix("//") {
+                Some(hosted) => hosted.split_once('/').map_or("", |(_, p)| p),
+                None => rest,
+            };
+            let root = rest.trim_matches('/');
+            return Ok(self
+                .client
+                .walk_proxied(root)?
+                .into_iter()
+                .map(|(rel, size)| SourceFile {
+                    location: format!(
+                        "{base}/api/2.0/mlflow-artifacts/artifacts/{}",
+                        encode_path(&format!("{root}/{rel}"))
+                    ),
+                    size,
+                    rel,
+                })
+                .collect());
+        }
+        let id = percent_encode(&model.model.model_id);
+        let (mut out, mut dirs) = (Vec::new(), vec![String::new()]);
+        while let Some(dir) = dirs.pop() {
+            let listing = self.client.get_path(&format!(
+                "/api/2.0/mlflow/logged-models/{id}/artifacts/directories?artifact_directory_path={}",
+                percent_encode(&dir)
+            ))?;
+            for f in listing["files"].as_array().into_iter().flatten() {
+                let rel = text(f, "path");
+                if rel.is_empty() || rel.split('/').any(|s| s == "..") {
+                    bail!("logged model {id}: the server lists an artifact {rel:?}");
+                }
+                if f["is_dir"].as_bool().unwrap_or(false) {
+                    dirs.push(rel);
+                } else {
+                    out.push(SourceFile {
+                        location: format!(
+                            "{base}/ajax-api/2.0/mlflow/logged-models/{id}/artifacts/files?artifact_file_path={}",
+                            percent_encode(&rel)
+                        ),
+                        size: number(f, "file_size")?.unwrap_or(0).max(0) as u64,
+                        rel,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.rel.cmp(&b.rel));
+        Ok(out)
     }
 
     fn artifact_files(&self, run: &SourceRun) -> anyhow::Result<Vec<SourceFile>> {
