@@ -44,13 +44,27 @@ impl Captured {
         })
     }
 
-    /// The bytes captured so far, read from the start (a copy of the file handle, so the tee
-    /// can go on writing).
+    /// The bytes captured so far, read from the start while the tee may go on writing: the
+    /// reader reads at offsets of its own (`pread`), never moving the file position the tee
+    /// appends at.
     pub(crate) fn reader(&self) -> anyhow::Result<impl Read> {
-        let f = self.file.lock().expect("not poisoned").try_clone()?;
-        let mut f = f;
-        f.seek(SeekFrom::Start(0))?;
-        Ok(f)
+        let file = self.file.lock().expect("not poisoned").try_clone()?;
+        Ok(ReadAt { file, pos: 0 })
+    }
+}
+
+/// A reader of a file at its own offsets.
+struct ReadAt {
+    file: File,
+    pos: u64,
+}
+
+impl Read for ReadAt {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 
@@ -185,5 +199,33 @@ impl Running {
         let interrupted = self.forwarded.load(Ordering::Acquire) != 0
             || matches!(status.signal(), Some(SIGINT) | Some(SIGTERM));
         Ok((Ending { code, interrupted }, self.stdout, self.stderr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_reads_whole_while_the_tee_appends() {
+        let log = Captured::new("logs/stdout.txt").unwrap();
+        let tee = tee(&b"first line\n"[..], std::io::sink(), &log);
+        tee.join().unwrap();
+        let mut reader = log.reader().unwrap();
+        let mut first = [0u8; 5];
+        reader.read_exact(&mut first).unwrap();
+        // The tee appends meanwhile: the reader's place is its own.
+        tee_more(&log, b"second\n");
+        let mut rest = String::new();
+        reader.read_to_string(&mut rest).unwrap();
+        assert_eq!(
+            format!("{}{rest}", String::from_utf8_lossy(&first)),
+            "first line\nsecond\n"
+        );
+        assert!(log.dirty.load(Ordering::Acquire));
+    }
+
+    fn tee_more(log: &Captured, bytes: &'static [u8]) {
+        tee(bytes, std::io::sink(), log).join().unwrap();
     }
 }
