@@ -106,16 +106,22 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // `quiver run` shares the terminal with its command: only warnings.
+    // The server logs what it does; one-shot commands (and `quiver run`, which shares the
+    // terminal with its command) only warnings, so their output stands alone. `QUIVER_LOG`
+    // (a tracing filter such as `info` or `debug`) says otherwise.
     let default_filter = match cli.command {
-        Command::Run(_) => "warn",
-        _ => "info,tower_http=warn",
+        Command::Server(_) => "info,tower_http=warn",
+        _ => "warn",
     };
+    // Colour only on a terminal, and never with NO_COLOR set (https://no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("QUIVER_LOG")
                 .unwrap_or_else(|_| default_filter.into()),
         )
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .init();
     match cli.command {

@@ -124,3 +124,42 @@ fn the_sql_command_queries_a_server_or_a_store() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// One-shot commands are quiet: on a store directory, without `QUIVER_LOG`, stderr holds
+/// nothing (no log line about opening the store) and stdout only the answer; with
+/// `QUIVER_LOG=info` the log is back, without colour codes when not on a terminal.
+#[test]
+fn one_shot_commands_say_nothing_but_their_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = server_with_a_run(dir.path());
+    let store = s.store.to_str().unwrap().to_string();
+    assert!(s.stop());
+    let run = |log: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiver"));
+        cmd.args([
+            "sql",
+            "SELECT count(*) AS n FROM runs",
+            "--store",
+            &store,
+            "--format",
+            "json",
+        ])
+        .env_remove("QUIVER_LOG");
+        if let Some(level) = log {
+            cmd.env("QUIVER_LOG", level);
+        }
+        cmd.output().unwrap()
+    };
+    let quiet = run(None);
+    assert!(quiet.status.success());
+    assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
+    let rows: Value = serde_json::from_slice(&quiet.stdout).unwrap();
+    assert_eq!(rows[0]["n"], 1);
+    let logged = run(Some("info"));
+    let err = String::from_utf8_lossy(&logged.stderr);
+    assert!(err.contains("INFO") && !err.contains('\u{1b}'), "{err}");
+    assert_eq!(
+        logged.stdout, quiet.stdout,
+        "logs never mix with the answer"
+    );
+}
