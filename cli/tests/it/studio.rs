@@ -114,7 +114,7 @@ fn the_sql_route_answers_csv_on_request() {
     assert!(body["message"]
         .as_str()
         .unwrap()
-        .contains("Line: 1, Column: 1"));
+        .contains("line 1, column 1"));
 }
 
 #[test]

@@ -35,11 +35,13 @@ function showError(message, shift) {
   const box = $("error");
   box.replaceChildren();
   box.hidden = false;
-  const pos = /Line:\s*(\d+),\s*Column:\s*(\d+)/i.exec(message);
+  // "line L, column C" (the server's, followed by its own caret lines, which are redrawn
+  // here against the editor's text) or DataFusion's "Line: L, Column: C".
+  const pos = /line:?\s*(\d+),\s*column:?\s*(\d+)/i.exec(message);
   if (!pos) { box.textContent = message; return; }
   const line = Math.max(1, Number(pos[1]) - shift);
   const col = Math.max(1, Number(pos[2]));
-  const text = message.replace(pos[0], `Line: ${line}, Column: ${col}`);
+  const text = message.split("\n")[0].replace(pos[0], `Line: ${line}, Column: ${col}`);
   const src = editor.value.split("\n")[line - 1] ?? "";
   const caret = document.createElement("span");
   caret.className = "caret";

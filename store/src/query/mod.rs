@@ -68,6 +68,7 @@
 //! [`Error::InvalidParameter`] ("too deeply nested") before it is parsed.
 
 mod amplify;
+mod errors;
 mod metrics;
 mod model_tables;
 mod nesting;
@@ -219,7 +220,7 @@ fn parse_read_only(sql: &str) -> Result<DfStatement> {
     let mut statements = DFParserBuilder::new(sql)
         .build()
         .and_then(|mut p| p.parse_statements())
-        .map_err(from_datafusion)?;
+        .map_err(|e| explained(e, sql, &[]))?;
     match statements.len() {
         1 => {}
         0 => {
@@ -332,8 +333,27 @@ async fn plan(
         let stream = df.execute_stream().await?;
         Ok::<_, DataFusionError>((schema, stream))
     };
-    let (schema, stream) = work.await.map_err(from_datafusion)?;
+    let (schema, stream) = work
+        .await
+        .map_err(|e| explained(e, sql, &table_names(&ctx)))?;
     Ok((schema, ctx, Some(stream)))
+}
+
+/// The tables a query can use (the store's, not the information schema's).
+fn table_names(ctx: &SessionContext) -> Vec<String> {
+    ctx.catalog("datafusion")
+        .and_then(|c| c.schema("public"))
+        .map(|s| s.table_names())
+        .unwrap_or_default()
+}
+
+/// `e` as the store's error, with a message a person can act on where there is one
+/// ([`errors::explain`]).
+fn explained(e: DataFusionError, sql: &str, tables: &[String]) -> Error {
+    match errors::explain(&e, sql, tables) {
+        Some(message) => Error::InvalidParameter(message),
+        None => from_datafusion(e),
+    }
 }
 
 /// Runs `stream` and sends its batches to the reader, each reserved in the query's memory pool
