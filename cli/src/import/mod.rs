@@ -156,9 +156,16 @@ fn import_mlflow(args: &MlflowArgs) -> anyhow::Result<()> {
     if args.dry_run {
         return dry_run(args, source.as_ref(), &report);
     }
-    let store = Store::open(&args.store)
-        .map_err(admin::store_error)
-        .with_context(|| format!("opening the store {}", args.store.display()))?;
+    let store = match Store::open(&args.store) {
+        Ok(store) => store,
+        Err(e @ quiver_store::Error::Locked { .. }) => bail!(
+            "{e}\nA server has this store open: import through it with --url http://<its address>"
+        ),
+        Err(e) => {
+            return Err(admin::store_error(e))
+                .with_context(|| format!("opening the store {}", args.store.display()))
+        }
+    };
     let result = import_into(&store, args, source.as_ref(), &report);
     admin::close(store)?;
     result

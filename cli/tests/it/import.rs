@@ -195,3 +195,25 @@ fn the_import_route_refuses_bad_requests_and_says_when_it_fails() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("cannot reach"), "{}", text(&out));
 }
+
+#[test]
+fn a_store_a_server_holds_points_at_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let mlruns = dir.path().join("mlruns");
+    write_mlruns(&mlruns);
+    let s = TestServer::start();
+    let out = quiver(&[
+        "import",
+        "mlflow",
+        "--from",
+        mlruns.to_str().unwrap(),
+        "--store",
+        s.store.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("locked") && text(&out).contains("--url"),
+        "{}",
+        text(&out)
+    );
+}
