@@ -16,10 +16,8 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,7 +25,8 @@ from mlflow import MlflowClient
 from mlflow.entities import (Dataset, DatasetInput, InputTag, LoggedModelOutput,
                              LoggedModelStatus, Metric, ViewType)
 
-from quiver_process import free_port, quiver_bin, start_server, stop_server
+from mlflow_server import start_mlflow, stop_mlflow
+from quiver_process import free_port, quiver_bin, start_server
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -92,44 +91,6 @@ def source():
             capture_output=True, text=True, env={**os.environ, "QUIVER_LOG": "warn"}, timeout=600)
         assert done.returncode == 0, done.stdout + done.stderr
         yield db, arts, store
-
-
-def start_mlflow(tmp, *flags):
-    """A real `mlflow server` on a fresh SQLite database that serves artifacts (unless `flags`
-    say otherwise); (process, url)."""
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
-    if not mlflow_bin.exists():
-        pytest.fail(f"no {mlflow_bin}: install compat/requirements-ui.txt (the full mlflow)")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    artifacts = [] if flags else ["--artifacts-destination", f"{tmp}/target-artifacts"]
-    log = open(Path(tmp) / "mlflow-server.log", "w")
-    proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp}/target.db",
-         *artifacts, "--host", "127.0.0.1", "--port", str(port), "--workers", "1", *flags],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=5).read()
-            return proc, url
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                stop_mlflow(proc)
-                pytest.fail("mlflow server did not start: "
-                            + (Path(tmp) / "mlflow-server.log").read_text()[-3000:])
-            time.sleep(0.2)
-
-
-def stop_mlflow(proc):
-    """Stops the server and the workers it started (its own process group)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.fixture
@@ -460,4 +421,4 @@ def test_runs_that_fail_are_skipped_on_request_and_named(source):
 def start_mlflow_without_proxy(tmp):
     """A real `mlflow server` whose runs keep artifacts at a local path, not served."""
     return start_mlflow(tmp, "--no-serve-artifacts", "--default-artifact-root",
-                        f"{tmp}/local-artifacts")
+                        f"{tmp}/local-artifacts", artifacts=False)

@@ -32,6 +32,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, ViewType
 
+from mlflow_server import start_mlflow, stop_mlflow
 from quiver_process import free_port, quiver_bin, start_server, stop_server
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
@@ -39,41 +40,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 LONG = 30_000  # points of the long series: two pages of metrics/get-history (25,000 a page)
 POINTS = 3000 + 3 + 1 + 1 + 1 + LONG  # every point the source holds
 RUNS = 5
-
-
-def start_mlflow(tmp, backend=None):
-    """Starts `mlflow server` (SQLite backend unless told, artifacts under `tmp`) on a free
-    port; returns (process, url) once it answers /health."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
-    proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", backend or f"sqlite:///{tmp}/mlflow.db",
-         "--artifacts-destination", str(Path(tmp) / "artifacts"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        env={**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=5).read()
-            return proc, url
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                stop_mlflow(proc)
-                pytest.fail(f"mlflow server did not start (exit code {proc.poll()})")
-            time.sleep(0.2)
-
-
-def stop_mlflow(proc):
-    """Stops the server and the processes it started (uvicorn, its job runner)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
