@@ -101,20 +101,18 @@ struct Created {
 fn run_tracked(args: &RunArgs, tracking: &Tracking) -> anyhow::Result<i32> {
     let dir = std::env::current_dir()?;
     let git = context::Git::of(&dir);
-    let (environment, pip) = context::environment(&args.command, &dir);
+    // Describing the environment runs Python and `pip freeze` (a second or so): meanwhile,
+    // not before the command starts.
+    let described = {
+        let (command, dir) = (args.command.clone(), dir.clone());
+        std::thread::spawn(move || context::environment(&command, &dir))
+    };
     let created = create_run(args, tracking, git.as_ref())?;
     eprintln!(
         "quiver run: run {} in experiment {} at {}",
         created.run_id, created.experiment_id, tracking.url
     );
     let upload = |path: &str, body: &[u8]| put_artifact(tracking, &created, path, body);
-    upload(
-        "environment.json",
-        serde_json::to_string_pretty(&environment)?.as_bytes(),
-    )?;
-    if let Some(pip) = pip {
-        upload("environment/requirements.txt", pip.as_bytes())?;
-    }
     if let Some(git) = git.as_ref().filter(|g| g.dirty) {
         upload("git/uncommitted.diff", git.diff.as_bytes())?;
     }
@@ -140,6 +138,16 @@ fn run_tracked(args: &RunArgs, tracking: &Tracking) -> anyhow::Result<i32> {
         .then(|| (system::Sampler::new(running.pid(), &dir), 0i64));
     if let Some((s, _)) = &mut sampler {
         s.sample(); // the baseline of the CPU figures
+    }
+    let (environment, pip) = described
+        .join()
+        .map_err(|_| anyhow!("describing the environment failed"))?;
+    upload(
+        "environment.json",
+        serde_json::to_string_pretty(&environment)?.as_bytes(),
+    )?;
+    if let Some(pip) = pip {
+        upload("environment/requirements.txt", pip.as_bytes())?;
     }
     let (mut logged, mut sampled) = (Instant::now(), Instant::now());
     let (ending, stdout, stderr) = running.wait(Duration::from_millis(250), |r| {
