@@ -104,14 +104,16 @@ pub(crate) fn open_local(file: &SourceFile) -> anyhow::Result<Box<dyn std::io::R
     Ok(Box::new(f))
 }
 
-/// Copies the source's artifact files of `run` into the store's; returns (files, bytes).
+/// Copies `files`, the source's artifact files of `run`, into the store's; returns (files,
+/// bytes).
 pub(crate) fn copy(
     store: &Store,
     source: &dyn Source,
     run: &SourceRun,
+    files: &[SourceFile],
 ) -> anyhow::Result<(u64, u64)> {
     let root = store_root(store, &run.id)?;
-    copy_files(store, source, &root, source.artifact_files(run)?)
+    copy_files(store, source, &root, files)
 }
 
 /// Copies the files of a logged model; returns (files, bytes).
@@ -121,18 +123,18 @@ pub(crate) fn copy_model(
     model: &SourceLoggedModel,
 ) -> anyhow::Result<(u64, u64)> {
     let root = model_root(store, &model.model.model_id)?;
-    copy_files(store, source, &root, source.model_artifact_files(model)?)
+    copy_files(store, source, &root, &source.model_artifact_files(model)?)
 }
 
 fn copy_files(
     store: &Store,
     source: &dyn Source,
     root: &str,
-    files: Vec<SourceFile>,
+    files: &[SourceFile],
 ) -> anyhow::Result<(u64, u64)> {
     let (mut n, mut bytes) = (0, 0);
     for f in files {
-        let reader = source.open_artifact(&f)?;
+        let reader = source.open_artifact(f)?;
         store
             .put_artifact(&format!("{root}/{}", f.rel), reader)
             .map_err(admin::store_error)
@@ -170,14 +172,14 @@ fn stored(store: &Store, root: &str) -> anyhow::Result<BTreeMap<String, u64>> {
     Ok(out)
 }
 
-/// How the artifacts of `run` in the store differ from the source's.
+/// How the artifacts of `run` in the store differ from `files`, the source's.
 pub(crate) fn differences(
     store: &Store,
-    source: &dyn Source,
     run: &SourceRun,
+    files: Vec<SourceFile>,
 ) -> anyhow::Result<Vec<String>> {
     let have = stored(store, &store_root(store, &run.id)?)?;
-    Ok(compare(&have, source.artifact_files(run)?))
+    Ok(compare(&have, files))
 }
 
 /// How the files of a logged model in the store differ from the source's.

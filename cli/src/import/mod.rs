@@ -32,7 +32,7 @@ use feed::Reader;
 use journal::Journal;
 pub(crate) use remote::ServerImporter;
 pub(crate) use report::Report;
-use source::{Source, SourceLoggedModel, SourceRun};
+use source::{Source, SourceFile, SourceLoggedModel, SourceRun};
 use verify::SeriesSums;
 
 /// What `quiver import` imports from.
@@ -290,7 +290,7 @@ fn import_into(
         report.say(format!("skipped {what}: {why}"));
         tally.failed.push((what.clone(), why.clone()));
     }
-    let mut sums: HashMap<String, SeriesSums> = HashMap::new();
+    let mut sums: HashMap<String, Imported> = HashMap::new();
     let todo: Vec<&SourceRun> = runs.iter().filter(|r| !journal.is_done(&r.id)).collect();
     tally.runs_already = (runs.len() - todo.len()) as u64;
     let reader = Reader::start(
@@ -315,13 +315,13 @@ fn import_into(
             )
         });
         match import_run(store, &reader, src, run, &ids, &bar) {
-            Ok((run_sums, files, bytes)) => {
+            Ok((imported, bytes)) => {
                 journal.mark_done(&run.id)?;
                 tally.runs += 1;
-                tally.points += run_sums.points();
-                tally.artifact_files += files;
+                tally.points += imported.sums.points();
+                tally.artifact_files += imported.files.len() as u64;
                 tally.artifact_bytes += bytes;
-                sums.insert(run.id.clone(), run_sums);
+                sums.insert(run.id.clone(), imported);
             }
             Err(e) if args.on_error == OnError::Skip => {
                 report.warn_over(&bar, format!("skipped run {}: {e:#}", run.id));
@@ -524,8 +524,16 @@ fn verify_logged_models(
     )
 }
 
+/// What the import read of a run, kept for its verification (so the source is not read twice).
+struct Imported {
+    sums: SeriesSums,
+    /// Its artifact files as the source listed them.
+    files: Vec<SourceFile>,
+}
+
 /// Imports one run completely: info, tags, params, metric points (from `reader`, whose
-/// batches of this run are consumed whatever happens), artifacts, stage.
+/// batches of this run are consumed whatever happens), artifacts, stage. Returns what it read
+/// and the artifact bytes copied.
 fn import_run(
     store: &Store,
     reader: &Reader,
@@ -533,7 +541,7 @@ fn import_run(
     run: &SourceRun,
     ids: &HashMap<String, String>,
     bar: &ProgressBar,
-) -> anyhow::Result<(SeriesSums, u64, u64)> {
+) -> anyhow::Result<(Imported, u64)> {
     if let Err(e) = create_run(store, run, ids) {
         reader.skip_run();
         return Err(e);
@@ -547,11 +555,12 @@ fn import_run(
         sums.add(&batch);
         bar.inc(batch.len() as u64);
     }
-    let (files, bytes) = artifacts::copy(store, src, run)?;
+    let files = src.artifact_files(run)?;
+    let (_, bytes) = artifacts::copy(store, src, run, &files)?;
     store
         .finish_imported_run(&run.id, run.stage, run.deleted_time)
         .map_err(admin::store_error)?;
-    Ok((sums, files, bytes))
+    Ok((Imported { sums, files }, bytes))
 }
 
 /// Creates the run with its info, tags and params. A run the store has but the journal does
@@ -617,7 +626,7 @@ fn verify_all(
     store: &Store,
     src: &dyn Source,
     tally: &Tally,
-    sums: &mut HashMap<String, SeriesSums>,
+    sums: &mut HashMap<String, Imported>,
     report: &Report<'_>,
 ) -> anyhow::Result<()> {
     let runs = src.runs();
@@ -629,8 +638,8 @@ fn verify_all(
     for run in runs.iter().filter(|r| !failed.contains(&r.id.as_str())) {
         bar.inc(1);
         verified += 1;
-        let expected = match sums.remove(&run.id) {
-            Some(s) => s,
+        let (expected, listed) = match sums.remove(&run.id) {
+            Some(i) => (i.sums, Some(i.files)),
             None => {
                 // Imported before: read again from the source.
                 let reader = match &mut reader {
@@ -656,12 +665,16 @@ fn verify_all(
                     s.add(&b);
                     Ok(())
                 })?;
-                s
+                (s, None)
             }
         };
         points += expected.points();
         let mut diffs = verify::differences(store, run, &expected).map_err(admin::store_error)?;
-        diffs.extend(artifacts::differences(store, src, run)?);
+        let files = match listed {
+            Some(files) => files,
+            None => src.artifact_files(run)?,
+        };
+        diffs.extend(artifacts::differences(store, run, files)?);
         problems.extend(diffs.into_iter().map(|d| format!("run {}: {d}", run.id)));
     }
     bar.finish_and_clear();
