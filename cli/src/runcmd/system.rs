@@ -266,19 +266,27 @@ mod tests {
 
     #[test]
     fn a_busy_process_tree_is_measured() {
-        // A shell whose child burns CPU and holds memory.
+        // A shell whose children burn CPU and which then holds 5 MB in a variable.
         let mut child = Command::new("sh")
-            .args([
-                "-c",
-                "head -c 20000000 /dev/zero | tail -c 1 > /dev/null; sleep 5",
-            ])
+            .args(["-c", "x=$(head -c 5000000 /dev/zero | tr '\\0' a); sleep 5"])
             .spawn()
             .unwrap();
         let mut s = Sampler::new(child.id(), Path::new("/"));
         let first: HashMap<String, f64> = s.sample().into_iter().collect();
         assert!(!first.contains_key("system/process_cpu_utilization_percentage"));
-        assert!(first["system/process_memory_rss_megabytes"] > 0.0);
         assert!(first["system/disk_usage_percentage"] > 0.0);
+        // A process just started may show no resident pages yet (the kernel adds up each
+        // CPU's page counts into the process's in batches): wait until it has some.
+        let mut rss = first["system/process_memory_rss_megabytes"];
+        for _ in 0..200 {
+            if rss > 0.0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+            rss = s.sample().into_iter().collect::<HashMap<_, _>>()
+                ["system/process_memory_rss_megabytes"];
+        }
+        assert!(rss > 0.0, "the tree never showed resident memory");
         std::thread::sleep(std::time::Duration::from_millis(200));
         let second: HashMap<String, f64> = s.sample().into_iter().collect();
         let cpu = second["system/process_cpu_utilization_percentage"];
