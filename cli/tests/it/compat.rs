@@ -82,8 +82,11 @@ fn mlflow_client_compat_suite() {
 
 /// The workspace root: the parent of this crate's directory.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+    // Read when the test runs, not when it was compiled: a test binary built from another
+    // clone sharing the target directory must still find this clone's files.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    dir.parent()
         .expect("the cli crate lives in the workspace")
         .to_path_buf()
 }

@@ -25,7 +25,11 @@ use crate::StoreOptions;
 
 /// Where the sample lives in the source tree.
 fn sample_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/format-1")
+    // Read when the test runs, not when it was compiled (a shared target directory may hold
+    // a test binary built from another clone).
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("tests/data/format-1")
 }
 
 /// Every op variant (and registry change) by name: a new variant does not compile until it is
