@@ -152,6 +152,26 @@ impl Remote {
         Self::answer(&url, req.send(ureq::SendBody::from_reader(&mut body)))
     }
 
+    /// `GET path`; the body as a stream (a download). A refusal is an error as for
+    /// [`Remote::get`].
+    pub(crate) fn get_reader(&self, path: &str) -> anyhow::Result<ureq::BodyReader<'static>> {
+        let url = self.url(path);
+        let mut req = self.agent.get(&url);
+        if let Some(auth) = &self.authorization {
+            req = req.header("Authorization", auth);
+        }
+        let resp = req.call().with_context(|| {
+            format!("cannot reach {url} (is `quiver server` running at that address?)")
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp.into_body().into_reader());
+        }
+        Err(Self::answer(&url, Ok(resp))
+            .err()
+            .unwrap_or_else(|| anyhow!("the server answered {status}")))
+    }
+
     /// `DELETE path`; the JSON answer.
     pub(crate) fn delete(&self, path: &str) -> anyhow::Result<Value> {
         let url = self.url(path);

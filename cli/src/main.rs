@@ -10,6 +10,7 @@ mod mlflow_rest;
 mod models;
 mod runcmd;
 mod server;
+mod snapshot;
 mod sql;
 
 use std::path::PathBuf;
@@ -31,6 +32,14 @@ enum Command {
     ///
     /// Example: quiver run --experiment demo --param lr=0.1 -- python train.py
     Run(runcmd::RunArgs),
+    /// Read the source snapshots `quiver run` records: list one, diff two runs' sources,
+    /// restore one into a directory.
+    ///
+    /// Example: quiver snapshot diff RUN_A RUN_B
+    Snapshot {
+        #[command(subcommand)]
+        command: snapshot::Command,
+    },
     /// Serve the MLflow tracking REST API (and the artifact proxy) from a store directory.
     ///
     /// Point the unmodified mlflow client at it: MLFLOW_TRACKING_URI=http://127.0.0.1:5000
@@ -130,6 +139,7 @@ fn run() -> anyhow::Result<()> {
             std::process::exit(code);
         }
         Command::Server(args) => server::run(args),
+        Command::Snapshot { command } => snapshot::run(command),
         Command::Sql {
             query,
             store,

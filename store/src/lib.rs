@@ -54,6 +54,7 @@ mod wal;
 /// The Arrow crate SQL results are made of, re-exported so users match its version.
 pub use arrow;
 pub use blobs::{BlobBytes, Digest, GcReport};
+pub use catalog::STEP_KEY_TAG;
 pub use error::{Error, ErrorCode, Result};
 pub use faults::FaultInjection;
 pub use metrics::MetricsStats;
@@ -62,7 +63,7 @@ pub use query::{QueryOptions, SqlStream};
 pub use search::{ExperimentPage, ExperimentSearch, RunPage, RunSearch, SEARCH_MAX_RESULTS};
 pub use store::{
     ImportExperiment, ImportLoggedModel, ImportModelVersion, ImportRegisteredModel,
-    ImportedExperiment, MetricHistory, PurgeReport, PurgeRequest, Store, StoreOptions,
-    IMPORT_BATCH,
+    ImportedExperiment, Manifest, ManifestFile, ManifestKind, MetricHistory, PurgeReport,
+    PurgeRequest, Store, StoreOptions, IMPORT_BATCH, MAX_MANIFEST_FILES,
 };
 pub use types::*;

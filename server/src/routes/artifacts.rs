@@ -112,9 +112,24 @@ async fn no_file_name() -> ApiError {
 
 /// A reader that remembers why it failed, so that a broken request body is told apart from a
 /// failure of the store.
-struct BodyReader<R> {
+pub(crate) struct BodyReader<R> {
     inner: R,
     error: Option<String>,
+}
+
+impl<R> BodyReader<R> {
+    /// A reader over `inner` that has not failed yet.
+    pub(crate) fn new(inner: R) -> Self {
+        BodyReader { inner, error: None }
+    }
+
+    /// The 400 to answer when reading the body failed (then the store's error is a
+    /// consequence, not the cause).
+    pub(crate) fn failure(&self) -> Option<ApiError> {
+        self.error
+            .as_ref()
+            .map(|cause| ApiError::invalid(format!("Reading the request body failed: {cause}")))
+    }
 }
 
 impl<R: Read> Read for BodyReader<R> {
@@ -132,14 +147,14 @@ const READ_AHEAD_CHUNKS: usize = 64;
 /// channel, so receiving overlaps with hashing and writing (a sync bridge over the stream keeps
 /// one chunk in flight: 0.77 against 1.17 GiB/s measured for 64 MiB uploads with the writer's
 /// early writeback).
-struct ChunkReader {
+pub(crate) struct ChunkReader {
     rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
 }
 
 impl ChunkReader {
     /// Starts reading `body` ahead on the runtime; the reader is then used on a blocking thread.
-    fn spawn(body: Body) -> ChunkReader {
+    pub(crate) fn spawn(body: Body) -> ChunkReader {
         let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD_CHUNKS);
         let mut stream = body.into_data_stream();
         tokio::spawn(async move {
@@ -189,15 +204,13 @@ async fn store_body(store: std::sync::Arc<Store>, path: String, body: Body) -> A
     // Created here, on the runtime, and read on a blocking thread.
     let inner = ChunkReader::spawn(body);
     blocking(move || {
-        let mut reader = BodyReader { inner, error: None };
+        let mut reader = BodyReader::new(inner);
         match store.put_artifact(&path, &mut reader) {
             Ok(_) => Ok(()),
-            Err(e) => match reader.error {
-                Some(cause) => {
-                    tracing::debug!(%path, %cause, "upload interrupted");
-                    Err(ApiError::invalid(format!(
-                        "Reading the request body failed: {cause}"
-                    )))
+            Err(e) => match reader.failure() {
+                Some(failure) => {
+                    tracing::debug!(%path, cause = %failure.message, "upload interrupted");
+                    Err(failure)
                 }
                 None => Err(e.into()),
             },

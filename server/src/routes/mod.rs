@@ -9,11 +9,13 @@ mod gc;
 mod graphql;
 mod import;
 mod logged_models;
+mod manifests;
 mod metrics;
 mod misc;
 mod registry;
 mod runs;
 mod sql;
+mod steps;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::Path;
@@ -73,6 +75,8 @@ pub(crate) fn all() -> Router<AppState> {
     let router = sql::routes(router);
     let router = gc::routes(router);
     let router = import::routes(router);
+    let router = manifests::routes(router);
+    let router = steps::routes(router);
     let router = graphql::routes(router);
     misc::routes(router)
 }

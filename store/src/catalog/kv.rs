@@ -57,6 +57,7 @@ pub(crate) const TREES: &[&str] = &[
     "model_aliases",
     "deployments",
     "registry_events",
+    "step_keys",
 ];
 
 /// An open key-value database.

@@ -29,6 +29,10 @@ use kv::{Kv, Tree};
 /// The tag through which MLflow also carries a run's name.
 pub(crate) const RUN_NAME_TAG: &str = "mlflow.runName";
 
+/// The tag holding a run's step key (see `quiver run --reuse`): indexed by value in the tree
+/// `step_keys`, so finding the runs of a key is a probe, not a scan of every run.
+pub const STEP_KEY_TAG: &str = "quiver.step.key";
+
 const META_NEXT_EXPERIMENT: &[u8] = b"next_experiment_id";
 const META_NEXT_SERIES: &[u8] = b"next_series_id";
 const META_APPLIED_LSN: &[u8] = b"applied_lsn";
@@ -61,6 +65,8 @@ pub(crate) struct Catalog {
     datasets: Tree,
     run_inputs: Tree,
     artifacts: Tree,
+    /// `<step key> NUL <run id>` for every run tagged [`STEP_KEY_TAG`].
+    step_keys: Tree,
     /// Logged models, the registry and deployments.
     pub(crate) models: models::ModelTrees,
 }
@@ -165,6 +171,7 @@ impl Catalog {
             datasets: t("datasets")?,
             run_inputs: t("run_inputs")?,
             artifacts: t("artifacts")?,
+            step_keys: t("step_keys")?,
             models: models::ModelTrees::open(&kv)?,
             kv,
         })
@@ -640,7 +647,7 @@ impl Catalog {
                 self.runs_by_experiment
                     .insert(exp_key(exp, info.run_id.as_bytes()), [])?;
                 for t in tags {
-                    self.tags.insert(run_key(&info.run_id, &t.key), &t.value)?;
+                    self.set_run_tag(&info.run_id, &t.key, &t.value)?;
                 }
             }
             Op::UpdateRun {
@@ -670,9 +677,7 @@ impl Catalog {
                 time,
             } => self.set_run_stage(run_id, *stage, *time)?,
             Op::LogBatch(batch) => self.apply_batch(batch)?,
-            Op::DeleteRunTag { run_id, key } => {
-                self.tags.remove(&run_key(run_id, key))?;
-            }
+            Op::DeleteRunTag { run_id, key } => self.remove_run_tag(run_id, key)?,
             Op::LogInputs {
                 run_id,
                 experiment_id,
@@ -741,6 +746,7 @@ impl Catalog {
                     .remove_prefix(format!("{root}/").as_bytes())?;
             }
         }
+        self.remove_run_tag(run_id, STEP_KEY_TAG)?;
         let prefix = run_prefix(run_id);
         for (_, id) in self.series_of_run(run_id)? {
             self.series_by_id.remove(&id.to_be_bytes())?;
@@ -781,6 +787,35 @@ impl Catalog {
     /// Whether metric series `id` still belongs to a run (false once its run is purged).
     pub(crate) fn series_exists(&self, id: u64) -> Result<bool> {
         self.series_by_id.contains(&id.to_be_bytes())
+    }
+
+    /// Sets a run's tag, keeping the step-key index in step.
+    fn set_run_tag(&self, run_id: &str, key: &str, value: &str) -> Result<()> {
+        if key == STEP_KEY_TAG {
+            self.remove_run_tag(run_id, key)?;
+            self.step_keys.insert(run_key(value, run_id), [])?;
+        }
+        self.tags.insert(run_key(run_id, key), value)
+    }
+
+    /// Removes a run's tag, keeping the step-key index in step.
+    fn remove_run_tag(&self, run_id: &str, key: &str) -> Result<()> {
+        if key == STEP_KEY_TAG {
+            if let Some(old) = self.tag(run_id, key)? {
+                self.step_keys.remove(&run_key(&old, run_id))?;
+            }
+        }
+        self.tags.remove(&run_key(run_id, key))?;
+        Ok(())
+    }
+
+    /// The ids of the runs whose [`STEP_KEY_TAG`] is `key` (deleted ones included).
+    pub(crate) fn runs_with_step_key(&self, key: &str) -> Result<Vec<String>> {
+        let prefix = run_key(key, "");
+        self.step_keys
+            .scan_prefix(&prefix)
+            .map(|e| e.map(|(k, _)| utf8(&k[prefix.len()..])))
+            .collect()
     }
 
     fn apply_batch(&self, batch: &LogBatch) -> Result<()> {
@@ -857,7 +892,7 @@ impl Catalog {
             self.params.insert(run_key(run_id, &p.key), &p.value)?;
         }
         for t in &batch.tags {
-            self.tags.insert(run_key(run_id, &t.key), &t.value)?;
+            self.set_run_tag(run_id, &t.key, &t.value)?;
             if t.key == RUN_NAME_TAG {
                 self.update_run(run_id, |info| info.run_name = t.value.clone())?;
             }

@@ -37,12 +37,14 @@ mod import_models;
 mod import_registry;
 pub(crate) mod logged_models;
 mod maintenance;
+mod manifests;
 mod metrics;
 mod model_versions;
 mod purge;
 mod recovery;
 pub(crate) mod registry;
 mod runs;
+mod steps;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -66,6 +68,7 @@ use crate::wal::Wal;
 pub use import::{ImportExperiment, ImportedExperiment, IMPORT_BATCH};
 pub use import_models::ImportLoggedModel;
 pub use import_registry::{ImportModelVersion, ImportRegisteredModel};
+pub use manifests::{Manifest, ManifestFile, ManifestKind, MAX_MANIFEST_FILES};
 pub use metrics::MetricHistory;
 pub use purge::{PurgeReport, PurgeRequest};
 

@@ -11,8 +11,9 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::manifests::{is_manifest_path, referenced_by_manifest};
 use super::{now_ms, Inner, Store};
-use crate::blobs::{Digest, GcReport};
+use crate::blobs::{BlobStore, Digest, GcReport};
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::ops::{Op, PurgedRun};
@@ -210,7 +211,7 @@ impl Inner {
         let catalog = &self.catalog;
         // First pass without the lock: blobs unreferenced now are the only candidates, since a
         // blob referenced later was referenced by a put that holds the lock until it commits.
-        let referenced = referenced_blobs(catalog)?;
+        let referenced = referenced_blobs(catalog, &self.blobs)?;
         let stored = self.blobs.list()?;
         let total = stored.len() as u64;
         let candidates: Vec<Digest> = stored
@@ -222,7 +223,7 @@ impl Inner {
             GcReport::default()
         } else {
             let _gc = self.gc_lock.write().expect("gc lock");
-            let referenced = referenced_blobs(catalog)?;
+            let referenced = referenced_blobs(catalog, &self.blobs)?;
             self.blobs
                 .remove_unreferenced(&candidates, |d| referenced.contains(d))?
         };
@@ -231,11 +232,17 @@ impl Inner {
     }
 }
 
-/// The digest of every artifact path (runs' and logged models' alike).
-fn referenced_blobs(catalog: &Catalog) -> Result<HashSet<Digest>> {
+/// The digest of every artifact path (runs' and logged models' alike), and of every file the
+/// runs' manifests (source snapshots, outputs) list.
+fn referenced_blobs(catalog: &Catalog, blobs: &BlobStore) -> Result<HashSet<Digest>> {
     let mut referenced = HashSet::new();
     for entry in catalog.artifacts_with_prefix("") {
-        referenced.insert(entry?.digest);
+        let entry = entry?;
+        if is_manifest_path(&entry.path) {
+            // A manifest that cannot be read stops the collection: what it names is unknown.
+            referenced_by_manifest(&blobs.map(&entry.digest)?, &mut referenced);
+        }
+        referenced.insert(entry.digest);
     }
     Ok(referenced)
 }
