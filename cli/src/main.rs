@@ -8,6 +8,7 @@ mod import;
 mod line_log;
 mod mlflow_rest;
 mod models;
+mod pipeline;
 mod runcmd;
 mod server;
 mod snapshot;
@@ -32,6 +33,15 @@ enum Command {
     ///
     /// Example: quiver run --experiment demo --param lr=0.1 -- python train.py
     Run(runcmd::RunArgs),
+    /// Run a pipeline file's steps as child runs of one run, in dependency order, re-running
+    /// only the steps whose code, inputs or params changed (and those after them); or say
+    /// which would run and why (status).
+    ///
+    /// Example: quiver pipeline run pipeline.toml
+    Pipeline {
+        #[command(subcommand)]
+        command: pipeline::Command,
+    },
     /// Read the source snapshots `quiver run` records: list one, diff two runs' sources,
     /// restore one into a directory.
     ///
@@ -136,6 +146,10 @@ fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => {
             let code = runcmd::run(args)?;
+            std::process::exit(code);
+        }
+        Command::Pipeline { command } => {
+            let code = pipeline::run(command)?;
             std::process::exit(code);
         }
         Command::Server(args) => server::run(args),

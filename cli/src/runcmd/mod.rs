@@ -15,22 +15,20 @@
 
 mod child;
 mod context;
+mod reuse;
 pub(crate) mod step;
+pub(crate) use reuse::{explain, Decision};
 mod system;
 pub(crate) mod tracking;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
 
 use child::{Captured, Ending};
-use quiver_store::{Manifest, ManifestFile};
 use tracking::Tracking;
-
-use crate::snapshot::{transfer, walk};
 
 /// The arguments of `quiver run`.
 #[derive(Debug, clap::Args)]
@@ -67,6 +65,10 @@ pub(crate) struct RunArgs {
     /// Record no source snapshot (needed with an MLflow server that is not Quiver).
     #[arg(long)]
     no_snapshot: bool,
+    /// A file or directory to leave out of the source snapshot, besides what `.gitignore` and
+    /// `.quiverignore` exclude (repeatable).
+    #[arg(long = "exclude", value_name = "PATH")]
+    excludes: Vec<PathBuf>,
     /// Most files the source snapshot may hold; beyond, the command does not start.
     #[arg(long, default_value_t = 2000)]
     snapshot_max_files: usize,
@@ -92,6 +94,10 @@ pub(crate) struct RunArgs {
     /// Make the environment (Python and its packages, OS, GPUs) part of the step key.
     #[arg(long)]
     reuse_env: bool,
+    /// Write how the run ended to this file as JSON (`{run_id, status, reused}`): how
+    /// `quiver pipeline` learns what its steps did.
+    #[arg(long, hide = true)]
+    report: Option<PathBuf>,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -133,88 +139,11 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<i32> {
 }
 
 /// The run as created: its id, experiment and artifact path through the proxy.
-struct Created {
+pub(super) struct Created {
     run_id: String,
     experiment_id: String,
     /// `<experiment>/<run>/artifacts`, where `mlflow-artifacts:/` points.
     artifact_root: String,
-}
-
-/// What is worked out before anything runs: the source snapshot (whose limits may stop the
-/// run) and the step key.
-struct Prepared {
-    /// The source directory and the manifest entries of its files.
-    snapshot: Option<(PathBuf, Vec<ManifestFile>)>,
-    /// The parts of the step key.
-    step: step::Parts,
-}
-
-/// Paths relative to the working directory, normalized; one that leaves it is refused.
-fn output_paths(outputs: &[String]) -> anyhow::Result<Vec<String>> {
-    outputs
-        .iter()
-        .map(|o| match quiver_store::artifact_path::normalize(o) {
-            Ok(p) if !p.is_empty() => Ok(p),
-            _ => bail!("--output {o}: give a path under the working directory"),
-        })
-        .collect()
-}
-
-fn prepare(args: &RunArgs, dir: &Path, env: Option<String>) -> anyhow::Result<Prepared> {
-    let outputs = output_paths(&args.outputs)?;
-    let snapshot = if args.no_snapshot {
-        if !args.code.is_empty() {
-            bail!("--code names files of the source snapshot: it cannot go with --no-snapshot");
-        }
-        None
-    } else {
-        let source = args.source.clone().unwrap_or_else(|| dir.to_path_buf());
-        // Declared inputs and outputs are recorded by their own hashes, and the store is no
-        // part of the source.
-        let mut skip: Vec<PathBuf> = args.inputs.iter().map(|p| dir.join(p)).collect();
-        skip.extend(outputs.iter().map(|o| dir.join(o)));
-        if args.url.is_none() {
-            skip.push(args.store.clone());
-        }
-        let limits = walk::Limits {
-            max_bytes: args.snapshot_max_mb.saturating_mul(1_000_000),
-            max_files: args.snapshot_max_files,
-        };
-        let files = walk::collect(&source, &skip, limits)?;
-        Some((source, walk::hash(&files)?))
-    };
-    let code = match &snapshot {
-        Some((_, files)) => Some(step::code_root(files, &args.code)?),
-        None => None,
-    };
-    let mut inputs = BTreeMap::new();
-    for p in &args.inputs {
-        inputs.insert(p.display().to_string(), step::input_hash(&dir.join(p))?);
-    }
-    Ok(Prepared {
-        snapshot,
-        step: step::Parts {
-            command: args.command.clone(),
-            code,
-            inputs,
-            params: args.params.iter().cloned().collect(),
-            env,
-        },
-    })
-}
-
-/// The part of the environment that `--reuse-env` puts in the step key, hashed.
-fn environment_hash(environment: &Value, pip: Option<&str>) -> String {
-    let picked = json!({
-        "os": environment["os"],
-        "distribution": environment["distribution"],
-        "python": environment["python"],
-        "gpus": environment["gpus"],
-        "packages": pip,
-    });
-    blake3::hash(picked.to_string().as_bytes())
-        .to_hex()
-        .to_string()
 }
 
 fn run_tracked(args: &RunArgs, tracking: &Tracking) -> anyhow::Result<i32> {
@@ -232,15 +161,16 @@ fn run_tracked(args: &RunArgs, tracking: &Tracking) -> anyhow::Result<i32> {
     };
     let (described, env_key) = if args.reuse_env {
         let (environment, pip) = join(described)?;
-        let key = environment_hash(&environment, pip.as_deref());
+        let key = reuse::environment_hash(&environment, pip.as_deref());
         (Err((environment, pip)), Some(key))
     } else {
         (Ok(described), None)
     };
-    let prepared = prepare(args, &dir, env_key)?;
+    let prepared = reuse::prepare(args, &dir, env_key)?;
     if args.reuse {
-        if let Some(code) = reuse(args, tracking, git.as_ref(), &prepared, &dir)? {
-            return Ok(code);
+        if let Some(created) = reuse::reuse(args, tracking, git.as_ref(), &prepared, &dir)? {
+            write_report(args, &created.run_id, "FINISHED", true)?;
+            return Ok(0);
         }
     }
     let created = create_run(args, tracking, git.as_ref(), prepared.step.tags())?;
@@ -248,7 +178,7 @@ fn run_tracked(args: &RunArgs, tracking: &Tracking) -> anyhow::Result<i32> {
         "quiver run: run {} in experiment {} at {}",
         created.run_id, created.experiment_id, tracking.url
     );
-    record_snapshot(tracking, &created, &prepared)?;
+    reuse::record_snapshot(tracking, &created, &prepared)?;
     let upload = |path: &str, body: &[u8]| put_artifact(tracking, &created, path, body);
     if let Some(git) = git.as_ref().filter(|g| g.dirty) {
         upload("git/uncommitted.diff", git.diff.as_bytes())?;
@@ -319,13 +249,14 @@ fn run_tracked(args: &RunArgs, tracking: &Tracking) -> anyhow::Result<i32> {
         "FAILED"
     };
     if status == "FINISHED" && !args.outputs.is_empty() {
-        if let Err(e) = record_outputs(args, tracking, &created, &dir) {
+        if let Err(e) = reuse::record_outputs(args, tracking, &created, &dir) {
             // A step that did not leave what it declared must not be reused.
             eprintln!("quiver run: {e:#}");
             status = "FAILED";
         }
     }
     end_run(tracking, &created.run_id, status, Some(code))?;
+    write_report(args, &created.run_id, status, false)?;
     eprintln!(
         "quiver run: run {} {status} (exit code {code})",
         created.run_id
@@ -333,137 +264,7 @@ fn run_tracked(args: &RunArgs, tracking: &Tracking) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-/// Records the source snapshot of run `created`, sending only what the store lacks.
-fn record_snapshot(
-    tracking: &Tracking,
-    created: &Created,
-    prepared: &Prepared,
-) -> anyhow::Result<()> {
-    let Some((source, files)) = &prepared.snapshot else {
-        return Ok(());
-    };
-    let (summary, sent) =
-        transfer::record(&tracking.remote, &created.run_id, "snapshot", source, files).context(
-            "recording the source snapshot (with a server that is not Quiver, give --no-snapshot)",
-        )?;
-    eprintln!(
-        "quiver run: source snapshot of {}: {} files, {} ({} new)",
-        source.display(),
-        summary["files"],
-        walk::human_bytes(summary["bytes"].as_u64().unwrap_or(0)),
-        walk::human_bytes(sent.bytes)
-    );
-    Ok(())
-}
-
-/// The files of the declared outputs as they are now, paths relative to `dir`.
-fn output_files(args: &RunArgs, dir: &Path) -> anyhow::Result<Vec<ManifestFile>> {
-    let mut files = Vec::new();
-    for out in output_paths(&args.outputs)? {
-        let path = dir.join(&out);
-        if !path.exists() {
-            bail!("the command finished without writing its declared output {out}");
-        }
-        let mut found = walk::collect_all(&path)?;
-        if path.is_dir() {
-            for f in &mut found {
-                f.rel = format!("{out}/{}", f.rel);
-            }
-        } else if let Some(f) = found.first_mut() {
-            f.rel = out.clone();
-        }
-        files.extend(walk::hash(&found)?);
-    }
-    Ok(files)
-}
-
-/// Stores the declared outputs of run `created` (their bytes as blobs, their list as the
-/// run's outputs manifest).
-fn record_outputs(
-    args: &RunArgs,
-    tracking: &Tracking,
-    created: &Created,
-    dir: &Path,
-) -> anyhow::Result<()> {
-    let files = output_files(args, dir)?;
-    let (summary, _) = transfer::record(&tracking.remote, &created.run_id, "outputs", dir, &files)
-        .context("storing the declared outputs")?;
-    eprintln!(
-        "quiver run: outputs stored: {} files, {}",
-        summary["files"],
-        walk::human_bytes(summary["bytes"].as_u64().unwrap_or(0))
-    );
-    Ok(())
-}
-
-/// Whether `manifest` holds every declared output (a file, or a directory with files).
-fn covers(manifest: &Manifest, outputs: &[String]) -> bool {
-    outputs.iter().all(|o| {
-        manifest
-            .files
-            .iter()
-            .any(|f| f.path == *o || f.path.starts_with(&format!("{o}/")))
-    })
-}
-
-/// With `--reuse`: when a finished run has this step key and its declared outputs are
-/// stored, restores them, records a run that says so, and returns the exit code (0);
-/// `None` when the command has to run.
-fn reuse(
-    args: &RunArgs,
-    tracking: &Tracking,
-    git: Option<&context::Git>,
-    prepared: &Prepared,
-    dir: &Path,
-) -> anyhow::Result<Option<i32>> {
-    let key = prepared.step.key();
-    let found = tracking
-        .remote
-        .get(&format!("/api/2.0/quiver/runs/by-step-key?key={key}"))
-        .context("looking for an earlier run of this step (--reuse needs a Quiver server)")?;
-    let outputs = output_paths(&args.outputs)?;
-    let candidates = found["runs"].as_array().cloned().unwrap_or_default();
-    for candidate in candidates.iter().filter(|r| r["status"] == "FINISHED") {
-        let Some(earlier) = candidate["run_id"].as_str() else {
-            continue;
-        };
-        let stored = if outputs.is_empty() {
-            None
-        } else {
-            match transfer::fetch(&tracking.remote, earlier, "outputs")? {
-                Some(m) if covers(&m, &outputs) => Some(m),
-                _ => continue,
-            }
-        };
-        if let Some(m) = &stored {
-            transfer::restore(&tracking.remote, earlier, "outputs", m, dir)?;
-        }
-        let mut tags = prepared.step.tags();
-        tags.push((step::REUSED_FROM_TAG.to_string(), earlier.to_string()));
-        let created = create_run(args, tracking, git, tags)?;
-        record_snapshot(tracking, &created, prepared)?;
-        if let Some(m) = &stored {
-            // The blobs are there: only the list is sent.
-            transfer::record(&tracking.remote, &created.run_id, "outputs", dir, &m.files)?;
-        }
-        end_run(tracking, &created.run_id, "FINISHED", Some(0))?;
-        eprintln!(
-            "quiver run: reused run {earlier} (same command, code, inputs and params): {}the \
-             command was not run; recorded as run {}",
-            if stored.is_some() {
-                "its outputs are restored, "
-            } else {
-                ""
-            },
-            created.run_id
-        );
-        return Ok(Some(0));
-    }
-    eprintln!("quiver run: no finished run of this step to reuse (step key {key})");
-    Ok(None)
-}
-
-fn create_run(
+pub(super) fn create_run(
     args: &RunArgs,
     tracking: &Tracking,
     git: Option<&context::Git>,
@@ -516,6 +317,16 @@ fn create_run(
         experiment_id,
         artifact_root: artifact_root.trim_start_matches('/').to_string(),
     })
+}
+
+/// Writes the `--report` file, if asked for.
+fn write_report(args: &RunArgs, run_id: &str, status: &str, reused: bool) -> anyhow::Result<()> {
+    if let Some(path) = &args.report {
+        let report = json!({ "run_id": run_id, "status": status, "reused": reused });
+        std::fs::write(path, report.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// The command line as a shell would need it typed.
@@ -588,7 +399,7 @@ fn log_system_metrics(
     Ok(())
 }
 
-fn end_run(
+pub(super) fn end_run(
     tracking: &Tracking,
     run_id: &str,
     status: &str,

@@ -97,19 +97,25 @@ impl Tracking {
 
     /// The id of experiment `name`, created when missing.
     pub(crate) fn experiment_id(&self, name: &str) -> anyhow::Result<String> {
+        if let Some(id) = self.experiment_id_if_exists(name)? {
+            return Ok(id);
+        }
+        let v = self.remote.post(
+            "/api/2.0/mlflow/experiments/create",
+            &json!({ "name": name }),
+        )?;
+        text(&v["experiment_id"])
+    }
+
+    /// The id of experiment `name`, if it exists.
+    pub(crate) fn experiment_id_if_exists(&self, name: &str) -> anyhow::Result<Option<String>> {
         let path = format!(
             "/api/2.0/mlflow/experiments/get-by-name?experiment_name={}",
             percent_encode(name)
         );
         match self.remote.get(&path) {
-            Ok(v) => text(&v["experiment"]["experiment_id"]),
-            Err(e) if e.to_string().starts_with("RESOURCE_DOES_NOT_EXIST") => {
-                let v = self.remote.post(
-                    "/api/2.0/mlflow/experiments/create",
-                    &json!({ "name": name }),
-                )?;
-                text(&v["experiment_id"])
-            }
+            Ok(v) => text(&v["experiment"]["experiment_id"]).map(Some),
+            Err(e) if e.to_string().starts_with("RESOURCE_DOES_NOT_EXIST") => Ok(None),
             Err(e) => Err(e),
         }
     }
