@@ -108,7 +108,12 @@ impl Remote {
                 .http_status_as_error(false)
                 .build()
                 .into(),
-            base: url.trim_end_matches('/').to_string(),
+            // `127.0.0.1:5000` means the server there, as MLFLOW_TRACKING_URI users write it.
+            base: if url.contains("://") {
+                url.trim_end_matches('/').to_string()
+            } else {
+                format!("http://{}", url.trim_end_matches('/'))
+            },
             authorization: (!user.is_empty()).then(|| {
                 format!(
                     "Basic {}",
@@ -116,6 +121,11 @@ impl Remote {
                 )
             }),
         }
+    }
+
+    /// The server's base URL (`http://host:port`, no trailing slash).
+    pub(crate) fn base(&self) -> &str {
+        &self.base
     }
 
     /// `GET path` (path and query already encoded); the JSON answer.

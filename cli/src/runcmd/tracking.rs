@@ -33,9 +33,10 @@ struct Embedded {
 impl Tracking {
     /// The server at `url`.
     pub(crate) fn remote(url: &str) -> Tracking {
+        let remote = Remote::new(url, "");
         Tracking {
-            url: url.trim_end_matches('/').to_string(),
-            remote: Remote::new(url, ""),
+            url: remote.base().to_string(),
+            remote,
             embedded: None,
         }
     }

@@ -15,6 +15,7 @@ mod run;
 mod server;
 mod sql;
 mod sql_limits;
+mod steps;
 mod studio;
 mod tracking;
 

@@ -4,6 +4,7 @@ mod api;
 mod artifacts;
 mod crash;
 mod faults;
+mod manifests;
 mod metrics;
 mod models;
 mod props;
