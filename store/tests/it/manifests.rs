@@ -127,16 +127,16 @@ fn runs_are_found_by_step_key_across_changes_and_restarts() {
     assert_eq!(ids(&s, "k1"), ab);
     // A changed key moves the run; a deleted tag or run leaves it out.
     s.set_tag(&b, STEP_KEY_TAG, "k2").unwrap();
-    assert_eq!(ids(&s, "k1"), [a.clone()]);
+    assert_eq!(ids(&s, "k1"), std::slice::from_ref(&a));
     s.delete_tag(&c, STEP_KEY_TAG).unwrap();
-    assert_eq!(ids(&s, "k2"), [b.clone()]);
+    assert_eq!(ids(&s, "k2"), std::slice::from_ref(&b));
     s.delete_run(&a).unwrap();
     assert!(ids(&s, "k1").is_empty());
     assert!(ids(&s, "k").is_empty(), "a prefix of a key is not the key");
     s.restore_run(&a).unwrap();
     s.close().unwrap();
     let s = Store::open_with(dir.path(), manual_options()).unwrap();
-    assert_eq!(ids(&s, "k1"), [a.clone()]);
+    assert_eq!(ids(&s, "k1"), std::slice::from_ref(&a));
     assert_eq!(ids(&s, "k2"), [b]);
     // Purged runs leave the index.
     s.delete_run(&a).unwrap();
