@@ -1,5 +1,5 @@
 //! Criterion benchmarks of quiver-store, the embedded engine: ingest, history reads, sampled
-//! reads and artifact blobs. Figures and their targets are recorded in `benches/README.md`;
+//! reads, artifact blobs and step-key lookups. Figures and their targets are recorded in `benches/README.md`;
 //! run with `cargo bench -p quiver-benches`.
 //!
 //! Setups (filling stores with millions of points) run lazily, the first time criterion runs a
@@ -481,5 +481,62 @@ fn blobs(c: &mut Criterion) {
     drop(dir); // removes the blobs
 }
 
-criterion_group!(benches, ingest, history_1m, sampled_320_of_10m, blobs);
+// ---------------------------------------------------------------------------------------------
+// step keys
+
+/// `quiver run --reuse`'s lookup at 100,000 runs: the step-key index probe, against the same
+/// question asked as a search (`tags.quiver.step.key = '...'`, a scan of the run index).
+fn step_keys(c: &mut Criterion) {
+    let runs = scaled(100_000, 2_000);
+    let dir = bench_dir("step-keys");
+    let store = open_store(&dir.path().join("store"), quiet_options());
+    let key = |i: u64| format!("{:064x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let writers = 4;
+    std::thread::scope(|scope| {
+        for w in 0..writers {
+            let (store, key) = (&store, &key);
+            scope.spawn(move || {
+                for i in (w..runs).step_by(writers as usize) {
+                    store
+                        .create_run(quiver_store::CreateRun {
+                            tags: vec![quiver_store::Tag::new(quiver_store::STEP_KEY_TAG, key(i))],
+                            ..Default::default()
+                        })
+                        .expect("create a run");
+                }
+            });
+        }
+    });
+    println!("step_keys: {runs} runs, each with its own step key");
+    let mut g = c.benchmark_group("step_keys");
+    let mut i = 0u64;
+    g.bench_function(BenchmarkId::new("index_probe", runs), |b| {
+        b.iter(|| {
+            i = (i + 7919) % runs;
+            let found = store.runs_with_step_key(&key(i)).expect("probe");
+            assert_eq!(found.len(), 1);
+        })
+    });
+    let search = |k: String| quiver_store::RunSearch {
+        experiment_ids: vec!["0".into()],
+        filter: format!("tags.`{}` = '{k}'", quiver_store::STEP_KEY_TAG),
+        view: quiver_store::ViewType::ActiveOnly,
+        max_results: 10,
+        order_by: Vec::new(),
+        page_token: None,
+    };
+    // The first search builds the experiment's run index: not what is measured.
+    store.search_runs(&search(key(0))).expect("search");
+    g.bench_function(BenchmarkId::new("search_filter", runs), |b| {
+        b.iter(|| {
+            i = (i + 7919) % runs;
+            let page = store.search_runs(&search(key(i))).expect("search");
+            assert_eq!(page.runs.len(), 1);
+        })
+    });
+    g.finish();
+    store.close().expect("close");
+}
+
+criterion_group!(benches, ingest, history_1m, sampled_320_of_10m, blobs, step_keys);
 criterion_main!(benches);
