@@ -5,6 +5,7 @@ without arguments, logs params, metrics and an artifact; it must land in the run
 created (its name, params and tags), which ends FINISHED, or FAILED with the exit code.
 """
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -59,3 +60,18 @@ def test_a_failing_script_fails_its_run_and_quiver_run_exits_with_its_code(
     [run] = MlflowClient(tracking_uri).search_runs([experiment.experiment_id])
     assert run.info.status == "FAILED"
     assert run.data.tags["quiver.exit_code"] == "4"
+
+
+def test_the_source_snapshot_is_an_artifact_the_client_reads(tracking_uri, experiment, tmp_path):
+    (tmp_path / "notes.log").write_text("ignored")
+    (tmp_path / ".gitignore").write_text("*.log\n")
+    done = quiver_run(tracking_uri, experiment.name, tmp_path, "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    c = MlflowClient(tracking_uri)
+    [run] = c.search_runs([experiment.experiment_id])
+    local = c.download_artifacts(run.info.run_id, ".quiver/snapshot.json", str(tmp_path / "dl"))
+    manifest = json.load(open(local))
+    assert [f["path"] for f in manifest["files"]] == [".gitignore", "train.py"]
+    assert manifest["files"][1]["size"] == len(SCRIPT.encode())
+    assert run.data.tags["quiver.snapshot.root"] == manifest["root"]
+    assert run.data.tags["quiver.snapshot.files"] == "2"

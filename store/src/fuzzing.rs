@@ -47,6 +47,34 @@ pub fn artifact_path(path: &str) -> bool {
     }
 }
 
+/// Reads a client's manifest (a JSON list of files, as `POST runs/manifest` receives it) and
+/// checks what is accepted: paths normalized, sorted and distinct, no file under another, the
+/// root hash independent of the order given. Also reads it as the blob collector reads stored
+/// manifests. Errors are fine, panics are not.
+pub fn manifest(bytes: &[u8]) -> bool {
+    let mut referenced = std::collections::HashSet::new();
+    crate::store::referenced_by_manifest(bytes, &mut referenced);
+    let Ok(files) = serde_json::from_slice::<Vec<crate::ManifestFile>>(bytes) else {
+        return false;
+    };
+    let mut reversed = files.clone();
+    reversed.reverse();
+    match crate::Manifest::new(files) {
+        Ok(m) => {
+            for pair in m.files.windows(2) {
+                assert!(pair[0].path < pair[1].path);
+                assert!(!pair[1].path.starts_with(&format!("{}/", pair[0].path)));
+            }
+            for f in &m.files {
+                assert_eq!(crate::artifact_path::normalize(&f.path).ok().as_deref(), Some(f.path.as_str()));
+            }
+            assert_eq!(crate::Manifest::new(reversed).expect("same files").root, m.root);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// Parses a search filter and an `order_by` clause as the runs, experiments, registry and
 /// logged-model searches do; what parses must also compile into a query (errors are fine, panics
 /// are not).

@@ -17,29 +17,9 @@ use anyhow::{anyhow, Context};
 use clap::Parser;
 use serde_json::{json, Value};
 
-use crate::runcmd::tracking::Tracking;
+use crate::runcmd::tracking::{Place, Tracking};
 use crate::runcmd::{self, Decision, RunArgs};
 use file::{Pipeline, Step};
-
-/// Where a pipeline's runs are recorded.
-#[derive(Debug, Clone, clap::Args)]
-pub(crate) struct Target {
-    /// A running server (e.g. http://127.0.0.1:5000).
-    #[arg(long)]
-    url: Option<String>,
-    /// The store directory (when no --url is given); served to the steps while they run.
-    #[arg(long, env = "QUIVER_STORE", default_value = "./quiver-data")]
-    store: PathBuf,
-}
-
-impl Target {
-    fn open(&self) -> anyhow::Result<Tracking> {
-        match &self.url {
-            Some(url) => Ok(Tracking::remote(url)),
-            None => Tracking::embedded(&self.store),
-        }
-    }
-}
 
 /// `quiver pipeline ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -55,7 +35,7 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 1)]
         jobs: usize,
         #[command(flatten)]
-        target: Target,
+        target: Place,
     },
     /// Which steps would run and why (changed code, input, param or command; no earlier
     /// run), and which would be reused.
@@ -65,7 +45,7 @@ pub(crate) enum Command {
         /// The pipeline file (TOML).
         file: PathBuf,
         #[command(flatten)]
-        target: Target,
+        target: Place,
     },
 }
 

@@ -30,6 +30,8 @@ use serde_json::{json, Value};
 use child::{Captured, Ending};
 use tracking::Tracking;
 
+use crate::snapshot::transfer;
+
 /// The arguments of `quiver run`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
@@ -173,12 +175,23 @@ fn run_tracked(args: &RunArgs, tracking: &Tracking) -> anyhow::Result<i32> {
             return Ok(0);
         }
     }
+    if prepared.snapshot.is_some() {
+        transfer::check_server(&tracking.remote).with_context(|| {
+            format!(
+                "{} keeps no source snapshots (is it an MLflow server? give --no-snapshot)",
+                tracking.url
+            )
+        })?;
+    }
     let created = create_run(args, tracking, git.as_ref(), prepared.step.tags())?;
     eprintln!(
         "quiver run: run {} in experiment {} at {}",
         created.run_id, created.experiment_id, tracking.url
     );
-    reuse::record_snapshot(tracking, &created, &prepared)?;
+    if let Err(e) = reuse::record_snapshot(tracking, &created, &prepared) {
+        end_run(tracking, &created.run_id, "FAILED", None)?;
+        return Err(e);
+    }
     let upload = |path: &str, body: &[u8]| put_artifact(tracking, &created, path, body);
     if let Some(git) = git.as_ref().filter(|g| g.dirty) {
         upload("git/uncommitted.diff", git.diff.as_bytes())?;

@@ -14,6 +14,28 @@ use tokio::sync::oneshot;
 
 use crate::admin::{self, percent_encode, Remote};
 
+/// Where a command that talks to a tracking server finds it: a running server, or a store
+/// directory served on a loopback port for the length of the command.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Place {
+    /// A running server (e.g. http://127.0.0.1:5000).
+    #[arg(long)]
+    url: Option<String>,
+    /// The store directory (when no --url is given).
+    #[arg(long, env = "QUIVER_STORE", default_value = "./quiver-data")]
+    store: PathBuf,
+}
+
+impl Place {
+    /// The server at `--url`, or the store directory served.
+    pub(crate) fn open(&self) -> anyhow::Result<Tracking> {
+        match &self.url {
+            Some(url) => Ok(Tracking::remote(url)),
+            None => Tracking::embedded(&self.store),
+        }
+    }
+}
+
 /// A tracking server for the length of a `quiver run`.
 #[derive(Debug)]
 pub(crate) struct Tracking {

@@ -11,17 +11,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use crate::runcmd::tracking::Tracking;
+use crate::runcmd::tracking::{Place, Tracking};
 
-/// Where a `quiver snapshot` command reads.
+/// Where a `quiver snapshot` command reads, and which manifest.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Source {
-    /// A running server (e.g. http://127.0.0.1:5000).
-    #[arg(long)]
-    url: Option<String>,
-    /// The store directory (when no --url is given).
-    #[arg(long, env = "QUIVER_STORE", default_value = "./quiver-data")]
-    store: PathBuf,
+    #[command(flatten)]
+    place: Place,
     /// Read the run's declared outputs (`quiver run --output`) instead of its source.
     #[arg(long)]
     outputs: bool,
@@ -37,10 +33,7 @@ impl Source {
     }
 
     fn open(&self) -> anyhow::Result<Tracking> {
-        match &self.url {
-            Some(url) => Ok(Tracking::remote(url)),
-            None => Tracking::embedded(&self.store),
-        }
+        self.place.open()
     }
 }
 

@@ -60,6 +60,13 @@ pub(crate) fn record(
     }
 }
 
+/// Fails unless the server keeps manifests (a Quiver server; an MLflow server does not).
+pub(crate) fn check_server(remote: &Remote) -> anyhow::Result<()> {
+    remote
+        .post("/api/2.0/quiver/blobs/missing", &json!({ "digests": [] }))
+        .map(|_| ())
+}
+
 /// The distinct digests of `files` the server lacks, each with a path that holds it.
 fn missing(remote: &Remote, files: &[ManifestFile]) -> anyhow::Result<Vec<(String, String)>> {
     let mut seen = HashSet::new();

@@ -68,6 +68,8 @@ use crate::wal::Wal;
 pub use import::{ImportExperiment, ImportedExperiment, IMPORT_BATCH};
 pub use import_models::ImportLoggedModel;
 pub use import_registry::{ImportModelVersion, ImportRegisteredModel};
+#[cfg(feature = "fuzzing")]
+pub(crate) use manifests::referenced_by_manifest;
 pub use manifests::{Manifest, ManifestFile, ManifestKind, MAX_MANIFEST_FILES};
 pub use metrics::MetricHistory;
 pub use purge::{PurgeReport, PurgeRequest};
