@@ -538,5 +538,12 @@ fn step_keys(c: &mut Criterion) {
     store.close().expect("close");
 }
 
-criterion_group!(benches, ingest, history_1m, sampled_320_of_10m, blobs, step_keys);
+criterion_group!(
+    benches,
+    ingest,
+    history_1m,
+    sampled_320_of_10m,
+    blobs,
+    step_keys
+);
 criterion_main!(benches);

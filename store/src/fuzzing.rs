@@ -66,9 +66,15 @@ pub fn manifest(bytes: &[u8]) -> bool {
                 assert!(!pair[1].path.starts_with(&format!("{}/", pair[0].path)));
             }
             for f in &m.files {
-                assert_eq!(crate::artifact_path::normalize(&f.path).ok().as_deref(), Some(f.path.as_str()));
+                assert_eq!(
+                    crate::artifact_path::normalize(&f.path).ok().as_deref(),
+                    Some(f.path.as_str())
+                );
             }
-            assert_eq!(crate::Manifest::new(reversed).expect("same files").root, m.root);
+            assert_eq!(
+                crate::Manifest::new(reversed).expect("same files").root,
+                m.root
+            );
             true
         }
         Err(_) => false,
