@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use clap::Parser;
 use serde_json::{json, Value};
 
@@ -240,13 +240,20 @@ fn run_pipeline(pipeline: &Pipeline, tracking: &Tracking, jobs: usize) -> anyhow
                 report.display().to_string(),
             ];
             eprintln!("quiver pipeline: step {} starts", step.name);
-            let child = Process::new(&exe)
+            let child = match Process::new(&exe)
                 .arg("run")
                 .args(step_args(pipeline, step, &tracking.url, &extra))
                 .current_dir(&pipeline.dir)
                 .stdin(Stdio::null())
                 .spawn()
-                .with_context(|| format!("starting step {}", step.name))?;
+            {
+                Ok(child) => child,
+                Err(e) => {
+                    eprintln!("quiver pipeline: step {} could not start: {e}", step.name);
+                    outcomes.insert(step.name.clone(), (Outcome::Failed(None), Duration::ZERO));
+                    continue;
+                }
+            };
             running.insert(
                 step.name.clone(),
                 Running {
