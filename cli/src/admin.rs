@@ -254,20 +254,7 @@ pub(crate) fn rfc3339(ms: i64) -> String {
 
 /// Prints `rows` under `headers` as a text table (the same look as `quiver sql`).
 pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
-    let schema = Arc::new(Schema::new(
-        headers
-            .iter()
-            .map(|h| Field::new(*h, DataType::Utf8, false))
-            .collect::<Vec<_>>(),
-    ));
-    let columns: Vec<ArrayRef> = (0..headers.len())
-        .map(|c| {
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r[c].as_str()),
-            )) as ArrayRef
-        })
-        .collect();
-    let batch = RecordBatch::try_new(schema, columns)?;
+    let batch = crate::verbs::string_batch(headers, rows)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", sql_output::table(&[batch])?)?;
     Ok(())

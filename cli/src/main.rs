@@ -13,6 +13,7 @@ mod runcmd;
 mod server;
 mod snapshot;
 mod sql;
+mod verbs;
 
 use std::path::PathBuf;
 
@@ -21,9 +22,16 @@ use clap::{Parser, Subcommand};
 /// Quiver: a fast, durable, portable run-history store for machine learning.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
+#[command(after_help = "Exit codes: 0 success; 1 an error (a refused request, bad input, a failed \
+command); 2 wrong usage; 3 the store is damaged; 4 the store is locked by another process \
+(use --url to talk to the server that holds it). `quiver run` exits with its command's code.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// More log output on standard error: -v info, -vv debug (QUIVER_LOG, a tracing filter,
+    /// says otherwise).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -33,6 +41,41 @@ enum Command {
     ///
     /// Example: quiver run --experiment demo --param lr=0.1 -- python train.py
     Run(runcmd::RunArgs),
+    /// List and show experiments.
+    ///
+    /// Example: quiver experiments list
+    Experiments {
+        #[command(subcommand)]
+        command: verbs::experiments::Command,
+    },
+    /// List runs (MLflow's search grammar) and show one: params, tags, metrics, artifacts.
+    ///
+    /// Example: quiver runs list --experiment demo --filter "metrics.acc > 0.9"
+    Runs {
+        #[command(subcommand)]
+        command: verbs::runs::Command,
+    },
+    /// A metric's history (streamed, or --sampled), with a sparkline on a terminal.
+    ///
+    /// Example: quiver metrics history RUN_ID loss
+    Metrics {
+        #[command(subcommand)]
+        command: verbs::metrics::Command,
+    },
+    /// List, download and upload a run's artifacts.
+    ///
+    /// Example: quiver artifacts get RUN_ID model/weights.bin
+    Artifacts {
+        #[command(subcommand)]
+        command: verbs::artifacts::Command,
+    },
+    /// Print a shell completion script.
+    ///
+    /// Example: quiver completions bash > ~/.local/share/bash-completion/completions/quiver
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Run a pipeline file's steps as child runs of one run, in dependency order, re-running
     /// only the steps whose code, inputs or params changed (and those after them); or say
     /// which would run and why (status).
@@ -119,8 +162,21 @@ enum Command {
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        std::process::exit(exit_code(&e));
     }
+}
+
+/// The exit code of a failed command (see the help text): 3 for a damaged store, 4 for a
+/// locked one, 1 otherwise (clap exits with 2 on wrong usage by itself).
+fn exit_code(e: &anyhow::Error) -> i32 {
+    for cause in e.chain() {
+        match cause.downcast_ref::<quiver_store::Error>() {
+            Some(quiver_store::Error::Corruption { .. }) => return 3,
+            Some(quiver_store::Error::Locked { .. }) => return 4,
+            _ => {}
+        }
+    }
+    1
 }
 
 fn run() -> anyhow::Result<()> {
@@ -128,8 +184,9 @@ fn run() -> anyhow::Result<()> {
     // The server logs what it does; one-shot commands (and `quiver run`, which shares the
     // terminal with its command) only warnings, so their output stands alone. `QUIVER_LOG`
     // (a tracing filter such as `info` or `debug`) says otherwise.
-    let default_filter = match cli.command {
-        Command::Server(_) => "info,tower_http=warn",
+    let default_filter = match (&cli.command, cli.verbose) {
+        (_, 2..) => "debug",
+        (Command::Server(_), _) | (_, 1) => "info,tower_http=warn",
         _ => "warn",
     };
     // Colour only on a terminal, and never with NO_COLOR set (https://no-color.org).
@@ -153,6 +210,15 @@ fn run() -> anyhow::Result<()> {
             std::process::exit(code);
         }
         Command::Server(args) => server::run(args),
+        Command::Experiments { command } => verbs::experiments::run(command),
+        Command::Runs { command } => verbs::runs::run(command),
+        Command::Metrics { command } => verbs::metrics::run(command),
+        Command::Artifacts { command } => verbs::artifacts::run(command),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "quiver", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Snapshot { command } => snapshot::run(command),
         Command::Sql {
             query,

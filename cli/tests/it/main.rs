@@ -18,6 +18,7 @@ mod sql_limits;
 mod steps;
 mod studio;
 mod tracking;
+mod verbs;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
