@@ -9,12 +9,8 @@
 use base64::Engine as _;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use quiver_store::arrow::array::{ArrayRef, StringArray};
-use quiver_store::arrow::datatypes::{DataType, Field, Schema};
-use quiver_store::arrow::record_batch::RecordBatch;
 use quiver_store::{sql_output, ErrorCode, Store};
 use serde_json::Value;
 

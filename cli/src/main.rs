@@ -22,9 +22,11 @@ use clap::{Parser, Subcommand};
 /// Quiver: a fast, durable, portable run-history store for machine learning.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
-#[command(after_help = "Exit codes: 0 success; 1 an error (a refused request, bad input, a failed \
+#[command(
+    after_help = "Exit codes: 0 success; 1 an error (a refused request, bad input, a failed \
 command); 2 wrong usage; 3 the store is damaged; 4 the store is locked by another process \
-(use --url to talk to the server that holds it). `quiver run` exits with its command's code.")]
+(use --url to talk to the server that holds it). `quiver run` exits with its command's code."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -163,7 +163,10 @@ fn proxy_path(root: &str, path: &str) -> String {
         .filter(|c| !c.is_empty())
         .map(crate::admin::percent_encode)
         .collect();
-    format!("/api/2.0/mlflow-artifacts/artifacts/{root}/{}", encoded.join("/"))
+    format!(
+        "/api/2.0/mlflow-artifacts/artifacts/{root}/{}",
+        encoded.join("/")
+    )
 }
 
 /// A byte-count bar on standard error (drawn only on a terminal).
@@ -188,7 +191,8 @@ fn download(
     let name = path.rsplit('/').next().unwrap_or(path);
     let files = listing(tracking, run_id, path, true)?;
     // A path that lists entries is a directory; otherwise it is (or is not) a file.
-    let is_dir = !files.rows.is_empty() && !(files.rows.len() == 1 && files.rows[0][0] == path);
+    let is_file = files.rows.len() == 1 && files.rows[0][0] == path;
+    let is_dir = !files.rows.is_empty() && !is_file;
     if !is_dir {
         let target = output.unwrap_or_else(|| PathBuf::from(name));
         if target == Path::new("-") {
@@ -196,27 +200,48 @@ fn download(
             std::io::copy(&mut body, &mut std::io::stdout().lock())?;
             return Ok(());
         }
-        let size = files.json.first().and_then(|f| f["file_size"].as_u64()).unwrap_or(0);
+        let size = files
+            .json
+            .first()
+            .and_then(|f| f["file_size"].as_u64())
+            .unwrap_or(0);
         fetch_file(tracking, &root, path, &target, size)?;
         eprintln!("{} → {}", path, target.display());
         return Ok(());
     }
-    let target = output.unwrap_or_else(|| PathBuf::from(if name.is_empty() { "artifacts" } else { name }));
+    let target =
+        output.unwrap_or_else(|| PathBuf::from(if name.is_empty() { "artifacts" } else { name }));
     if target == Path::new("-") {
         bail!("{path} is a directory: give a directory with -o");
     }
     for (row, f) in files.rows.iter().zip(&files.json) {
-        let rel = row[0].strip_prefix(path).unwrap_or(&row[0]).trim_start_matches('/');
+        let rel = row[0]
+            .strip_prefix(path)
+            .unwrap_or(&row[0])
+            .trim_start_matches('/');
         let size = f["file_size"].as_u64().unwrap_or(0);
         fetch_file(tracking, &root, &row[0], &target.join(rel), size)?;
     }
-    eprintln!("{} files of {path} → {}", files.rows.len(), target.display());
+    eprintln!(
+        "{} files of {path} → {}",
+        files.rows.len(),
+        target.display()
+    );
     Ok(())
 }
 
 /// Downloads one artifact file to `target`, through a temporary file renamed into place.
-fn fetch_file(tracking: &Tracking, root: &str, path: &str, target: &Path, size: u64) -> anyhow::Result<()> {
-    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+fn fetch_file(
+    tracking: &Tracking,
+    root: &str,
+    path: &str,
+    target: &Path,
+    size: u64,
+) -> anyhow::Result<()> {
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     let body = tracking.remote.get_reader(&proxy_path(root, path))?;
@@ -252,7 +277,8 @@ fn upload(
         vec![(local.to_path_buf(), dest.to_string(), meta.len())]
     };
     for (abs, to, size) in &files {
-        let file = std::fs::File::open(abs).with_context(|| format!("reading {}", abs.display()))?;
+        let file =
+            std::fs::File::open(abs).with_context(|| format!("reading {}", abs.display()))?;
         let bar = bar(*size, to);
         tracking
             .remote

@@ -53,7 +53,12 @@ pub(crate) fn run(command: Command) -> anyhow::Result<()> {
                     return crate::admin::print_json(&e);
                 }
                 let mut l = Listing::new(&["field", "value"]);
-                for key in ["experiment_id", "name", "lifecycle_stage", "artifact_location"] {
+                for key in [
+                    "experiment_id",
+                    "name",
+                    "lifecycle_stage",
+                    "artifact_location",
+                ] {
                     l.push(vec![key.into(), text(&e, key)], Value::Null);
                 }
                 for key in ["creation_time", "last_update_time"] {

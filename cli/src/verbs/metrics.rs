@@ -4,7 +4,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{get, text, Format};
 use crate::runcmd::tracking::{Place, Tracking};
@@ -61,7 +61,7 @@ struct PointWriter<W: Write> {
 impl<W: Write> PointWriter<W> {
     fn start(mut out: W, format: Format) -> anyhow::Result<Self> {
         match format {
-            Format::Table => writeln!(out, "{:>12}  {:<24}  {}", "step", "timestamp", "value")?,
+            Format::Table => writeln!(out, "{:>12}  {:<24}  value", "step", "timestamp")?,
             Format::Csv => writeln!(out, "step,timestamp,value")?,
             Format::Json => write!(out, "[")?,
         }
@@ -151,15 +151,16 @@ fn history(
             .collect();
         anyhow::bail!(
             "run {run_id} has no metric '{key}' (its metrics: {})",
-            if keys.is_empty() { "none".into() } else { keys.join(", ") }
+            if keys.is_empty() {
+                "none".into()
+            } else {
+                keys.join(", ")
+            }
         );
     }
     if terminal && format == Format::Table {
         let points = sample(tracking, run_id, key, SPARK_WIDTH)?;
-        let values: Vec<f64> = points
-            .iter()
-            .filter_map(|p| p["value"].as_f64())
-            .collect();
+        let values: Vec<f64> = points.iter().filter_map(|p| p["value"].as_f64()).collect();
         writeln!(out, "{}", sparkline(&values))?;
     }
     Ok(())
@@ -171,7 +172,11 @@ fn sample(tracking: &Tracking, run_id: &str, key: &str, n: usize) -> anyhow::Res
     let page = get(
         tracking,
         "/metrics/get-history-bulk-interval",
-        &[("run_ids", run_id), ("metric_key", key), ("max_results", &n)],
+        &[
+            ("run_ids", run_id),
+            ("metric_key", key),
+            ("max_results", &n),
+        ],
     )?;
     Ok(page["metrics"].as_array().cloned().unwrap_or_default())
 }
@@ -201,6 +206,7 @@ pub(crate) fn sparkline(values: &[f64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn sparklines_span_the_range() {
@@ -219,7 +225,10 @@ mod tests {
             w.point(&p).unwrap();
             String::from_utf8(w.finish().unwrap()).unwrap()
         };
-        assert_eq!(write(Format::Csv), "step,timestamp,value\n3,1000,0.5\n3,1000,0.5\n");
+        assert_eq!(
+            write(Format::Csv),
+            "step,timestamp,value\n3,1000,0.5\n3,1000,0.5\n"
+        );
         let json: Value = serde_json::from_str(&write(Format::Json)).unwrap();
         assert_eq!(json, json!([p, p]));
         assert!(write(Format::Table).contains("1970-01-01T00:00:01.000Z  0.5"));

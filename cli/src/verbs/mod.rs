@@ -102,7 +102,11 @@ pub(crate) fn time(v: &Value, key: &str) -> String {
 }
 
 /// `GET <path>?<name>=<value>&...` on the MLflow API (values percent-encoded).
-pub(crate) fn get(tracking: &Tracking, path: &str, query: &[(&str, &str)]) -> anyhow::Result<Value> {
+pub(crate) fn get(
+    tracking: &Tracking,
+    path: &str,
+    query: &[(&str, &str)],
+) -> anyhow::Result<Value> {
     let query: Vec<String> = query
         .iter()
         .map(|(k, v)| format!("{k}={}", percent_encode(v)))
@@ -114,10 +118,18 @@ pub(crate) fn get(tracking: &Tracking, path: &str, query: &[(&str, &str)]) -> an
 
 /// The experiment a user names: by name, or by id when no experiment has that name.
 pub(crate) fn experiment(tracking: &Tracking, name_or_id: &str) -> anyhow::Result<Value> {
-    match get(tracking, "/experiments/get-by-name", &[("experiment_name", name_or_id)]) {
+    match get(
+        tracking,
+        "/experiments/get-by-name",
+        &[("experiment_name", name_or_id)],
+    ) {
         Ok(v) => Ok(v["experiment"].clone()),
         Err(e) if e.to_string().starts_with("RESOURCE_DOES_NOT_EXIST") => {
-            match get(tracking, "/experiments/get", &[("experiment_id", name_or_id)]) {
+            match get(
+                tracking,
+                "/experiments/get",
+                &[("experiment_id", name_or_id)],
+            ) {
                 Ok(v) => Ok(v["experiment"].clone()),
                 Err(_) => Err(e),
             }

@@ -196,12 +196,20 @@ fn show(tracking: &Tracking, run_id: &str, format: Format) -> anyhow::Result<()>
     for t in data["tags"].as_array().into_iter().flatten() {
         row("tag", text(t, "key"), text(t, "value"));
     }
-    for d in run["inputs"]["dataset_inputs"].as_array().into_iter().flatten() {
+    for d in run["inputs"]["dataset_inputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let ds = &d["dataset"];
         row(
             "dataset",
             text(ds, "name"),
-            format!("digest {} ({})", text(ds, "digest"), text(ds, "source_type")),
+            format!(
+                "digest {} ({})",
+                text(ds, "digest"),
+                text(ds, "source_type")
+            ),
         );
     }
     for (r, _) in artifacts.rows.iter().zip(&artifacts.json) {
