@@ -27,39 +27,7 @@ impl Store {
         }
         let _gc = self.inner.gc_lock.read().expect("gc lock");
         let (digest, size) = self.inner.blobs.put(content)?;
-        let entry = ArtifactEntry {
-            path: path.clone(),
-            digest,
-            size,
-        };
-        let replaced = self.inner.commit(|cat| {
-            let mut ancestor = path.as_str();
-            while let Some((parent, _)) = ancestor.rsplit_once('/') {
-                if cat.artifact(parent)?.is_some() {
-                    return Err(Error::InvalidParameter(format!(
-                        "Invalid path '{path}': '{parent}' is a file"
-                    )));
-                }
-                ancestor = parent;
-            }
-            if cat
-                .artifacts_with_prefix(&format!("{path}/"))
-                .next()
-                .is_some()
-            {
-                return Err(Error::InvalidParameter(format!(
-                    "Invalid path '{path}': it is a directory"
-                )));
-            }
-            let replaces = cat
-                .artifact(&path)?
-                .is_some_and(|old| old.digest != entry.digest);
-            Ok((Some(Op::PutArtifact(entry.clone())), replaces))
-        })?;
-        if replaced {
-            self.inner.want_gc();
-        }
-        Ok(entry)
+        self.inner.point_artifact(path, digest, size)
     }
 
     /// The file at `path`.
@@ -135,5 +103,52 @@ impl Store {
             .commit(|_| Ok((Some(Op::DeleteArtifacts { path: path.clone() }), ())))?;
         self.inner.want_gc();
         Ok(())
+    }
+}
+
+impl super::Inner {
+    /// Points the (normalized, non-empty) artifact `path` at a stored blob, replacing the file
+    /// there. A path that is a directory, or that goes through an existing file, is
+    /// [`Error::InvalidParameter`]. The caller holds the collector's lock (read) from the blob's
+    /// put to here, so that the blob cannot be collected in between.
+    pub(super) fn point_artifact(
+        &self,
+        path: String,
+        digest: crate::blobs::Digest,
+        size: u64,
+    ) -> Result<ArtifactEntry> {
+        let entry = ArtifactEntry {
+            path: path.clone(),
+            digest,
+            size,
+        };
+        let replaced = self.commit(|cat| {
+            let mut ancestor = path.as_str();
+            while let Some((parent, _)) = ancestor.rsplit_once('/') {
+                if cat.artifact(parent)?.is_some() {
+                    return Err(Error::InvalidParameter(format!(
+                        "Invalid path '{path}': '{parent}' is a file"
+                    )));
+                }
+                ancestor = parent;
+            }
+            if cat
+                .artifacts_with_prefix(&format!("{path}/"))
+                .next()
+                .is_some()
+            {
+                return Err(Error::InvalidParameter(format!(
+                    "Invalid path '{path}': it is a directory"
+                )));
+            }
+            let replaces = cat
+                .artifact(&path)?
+                .is_some_and(|old| old.digest != entry.digest);
+            Ok((Some(Op::PutArtifact(entry.clone())), replaces))
+        })?;
+        if replaced {
+            self.want_gc();
+        }
+        Ok(entry)
     }
 }

@@ -17,8 +17,8 @@ use super::Store;
 use crate::artifact_path;
 use crate::blobs::Digest;
 use crate::error::{Error, Result};
-use crate::ops::Op;
-use crate::types::{ArtifactEntry, Tag};
+
+use crate::types::Tag;
 
 /// Most files one manifest may list.
 pub const MAX_MANIFEST_FILES: usize = 1_000_000;
@@ -221,30 +221,7 @@ impl Store {
                 )));
             }
             let (digest, size) = self.inner.blobs.put_bytes(&json)?;
-            let entry = ArtifactEntry {
-                path: path.clone(),
-                digest,
-                size,
-            };
-            let replaced = self.inner.commit(|cat| {
-                if cat
-                    .artifacts_with_prefix(&format!("{path}/"))
-                    .next()
-                    .is_some()
-                {
-                    return Err(Error::InvalidParameter(format!(
-                        "Invalid path '{path}': it is a directory"
-                    )));
-                }
-                let replaces = cat
-                    .artifact(&path)?
-                    .is_some_and(|old| old.digest != entry.digest);
-                Ok((Some(Op::PutArtifact(entry.clone())), replaces))
-            })?;
-            if replaced {
-                self.inner.want_gc();
-            }
-            entry
+            self.inner.point_artifact(path, digest, size)?
         };
         debug_assert_eq!(entry.size, json.len() as u64);
         let prefix = kind.tag_prefix();
