@@ -57,8 +57,9 @@ fn excluded_dir(dir: &Path) -> bool {
 }
 
 /// The files of `root` a snapshot holds, sorted by path, leaving out the files and
-/// directories `skip` names (the store the run is written to, declared inputs and outputs). More than `limits` allow is an error naming the
-/// largest files and directories, so the user knows what to exclude.
+/// directories `skip` names (the store the run is written to, declared inputs and outputs).
+/// More than `limits` allow is an error naming the largest files and directories, so the user
+/// knows what to exclude.
 pub(crate) fn collect(
     root: &Path,
     skip: &[PathBuf],
