@@ -17,7 +17,7 @@ async fn start(options: ServeOptions) -> (std::net::SocketAddr, watch::Sender<bo
 
 /// The accepted sockets of this process whose peer is `client` (a local address).
 fn server_sockets_for(client: std::net::SocketAddr) -> Vec<socket2::Socket> {
-    let mut found = Vec::new();
+    let mut found: Vec<socket2::Socket> = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
         let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
@@ -34,6 +34,10 @@ fn server_sockets_for(client: std::net::SocketAddr) -> Vec<socket2::Socket> {
             found.push(socket);
         }
     }
+    // A test running alongside may hold a duplicate of the same socket for a moment (it scans
+    // the descriptors too): one socket per local address.
+    let mut seen = std::collections::HashSet::new();
+    found.retain(|s| seen.insert(s.local_addr().ok().and_then(|a| a.as_socket())));
     found
 }
 
