@@ -20,7 +20,7 @@ fn quiver_run(dir: &Path, args: &[&str]) -> Output {
 }
 
 /// The runs of experiment `name` on the server, newest first.
-fn runs(s: &TestServer, name: &str) -> Vec<Value> {
+pub(crate) fn runs(s: &TestServer, name: &str) -> Vec<Value> {
     let (_, exp) = s.get_json(&format!(
         "/api/2.0/mlflow/experiments/get-by-name?experiment_name={name}"
     ));
@@ -35,7 +35,8 @@ fn runs(s: &TestServer, name: &str) -> Vec<Value> {
     found["runs"].as_array().cloned().unwrap_or_default()
 }
 
-fn tag<'a>(run: &'a Value, key: &str) -> Option<&'a str> {
+/// The value of a run's tag `key` (a run as the REST API returns it).
+pub(crate) fn tag<'a>(run: &'a Value, key: &str) -> Option<&'a str> {
     run["data"]["tags"]
         .as_array()?
         .iter()

@@ -6,8 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
+use crate::run::{runs, tag};
 use crate::TestServer;
 
 fn quiver(dir: &Path, args: &[&str]) -> Output {
@@ -30,30 +31,6 @@ fn stderr(o: &Output) -> String {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The runs of experiment `name`, newest first.
-fn runs(s: &TestServer, name: &str) -> Vec<Value> {
-    let (_, exp) = s.get_json(&format!(
-        "/api/2.0/mlflow/experiments/get-by-name?experiment_name={name}"
-    ));
-    let Some(id) = exp["experiment"]["experiment_id"].as_str() else {
-        return Vec::new();
-    };
-    let (_, found) = s.post_json(
-        "/api/2.0/mlflow/runs/search",
-        &json!({"experiment_ids": [id], "order_by": ["attributes.start_time DESC"]}),
-    );
-    found["runs"].as_array().cloned().unwrap_or_default()
-}
-
-fn tag(run: &Value, key: &str) -> Option<String> {
-    run["data"]["tags"]
-        .as_array()?
-        .iter()
-        .find(|t| t["key"] == key)?["value"]
-        .as_str()
-        .map(str::to_string)
 }
 
 fn snapshot_paths(s: &TestServer, run_id: &str) -> Vec<String> {
@@ -97,10 +74,7 @@ fn snapshots_leave_out_what_is_ignored_and_refuse_oversized_sources() {
         snapshot_paths(&s, run_id),
         [".gitignore", ".quiverignore", "lib/util.py", "train.py"]
     );
-    assert_eq!(
-        tag(&found[0], "quiver.snapshot.files").as_deref(),
-        Some("4")
-    );
+    assert_eq!(tag(&found[0], "quiver.snapshot.files"), Some("4"));
 
     // Over a limit, the command does not start and no run is made; the message names the
     // largest entries.
@@ -267,7 +241,7 @@ fn reuse_hits_and_misses_for_each_kind_of_change() {
     let found = runs(&s, "reuse");
     assert_eq!(
         tag(&found[0], "quiver.reused_from"),
-        found[1]["info"]["run_id"].as_str().map(str::to_string)
+        found[1]["info"]["run_id"].as_str()
     );
     assert_eq!(found[0]["info"]["status"], "FINISHED");
 
@@ -425,13 +399,10 @@ outputs = ["score.txt"]
         .find(|r| r["info"]["run_name"] == "flow")
         .unwrap();
     assert_eq!(parent["info"]["status"], "FAILED");
-    assert_eq!(
-        tag(parent, "quiver.pipeline.failed_steps").as_deref(),
-        Some("train")
-    );
+    assert_eq!(tag(parent, "quiver.pipeline.failed_steps"), Some("train"));
     let children = found
         .iter()
-        .filter(|r| tag(r, "mlflow.parentRunId").as_deref() == parent["info"]["run_id"].as_str())
+        .filter(|r| tag(r, "mlflow.parentRunId") == parent["info"]["run_id"].as_str())
         .count();
     assert_eq!(children, 2, "prepare (reused) and train (failed)");
 }
